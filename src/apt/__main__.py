@@ -1,0 +1,3 @@
+from apt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,11 @@
+"""`apt calib`: (to be written)."""
+
+HELP = "(not yet implemented)"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise NotImplementedError("apt calib")

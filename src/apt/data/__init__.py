@@ -1,0 +1,1 @@
+"""Data: offline assets, named sources of models and texts, calibration sampling."""

@@ -1,0 +1,23 @@
+"""Wanda: score ``|w_ij| * ||X_j||_2``, compared within each output row (N:M within each group).
+
+Only ``diag(H)`` is needed: ``diag(H)_j = (2/T) ||X_j||^2``, a common factor that does not change
+the ranking inside a row. No weight update.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from apt.pruning.masks import select
+from apt.pruning.patterns import Pattern
+
+NEEDS_HESSIAN = True
+
+
+def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsity: float,
+          **_: object):
+    w = weight.float()
+    diag = torch.diagonal(hessian).to(device=w.device, dtype=torch.float32)
+    scores = w.abs() * diag.clamp_min(0).sqrt().unsqueeze(0)
+    mask = select(scores, pattern, sparsity, per_row=True)
+    return w.masked_fill(mask, 0.0), mask, {}
