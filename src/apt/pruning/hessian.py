@@ -1,0 +1,59 @@
+"""Hessian preparation shared by the second-order solvers (SparseGPT, APT).
+
+``prepare`` applies the conventions of ``shared/method.md``: dead inputs (``diag(H) == 0``) get
+``H[j, j] = 1`` and their weights are pruned outright; damping ``percdamp * mean(diag H) * I`` is
+added; the upper Cholesky factor ``R`` of ``H^-1`` (``Hinv = R^T R``) is computed, and a failed
+factorization is retried with 10x the damping, a few times, each retry recorded. It never falls
+back to an identity matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class PreparedHessian:
+    hessian: torch.Tensor      # damped H (n x n), compute dtype
+    hinv_chol: torch.Tensor    # upper R with H^-1 = R^T R
+    dead: torch.Tensor         # bool (n,), inputs that never fire
+    damping: float             # the lambda finally used (relative to mean(diag H))
+    retries: list[float] = field(default_factory=list)  # damping values that failed
+
+    def info(self) -> dict:
+        return {"percdamp_used": self.damping, "cholesky_retries": list(self.retries),
+                "dead_inputs": int(self.dead.sum())}
+
+
+def compute_dtype(n: int, device: torch.device) -> torch.dtype:
+    """float64 where cheap enough (CPU, or small n), else float32."""
+    return torch.float64 if (device.type == "cpu" or n <= 4096) else torch.float32
+
+
+def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,
+            dtype: torch.dtype | None = None) -> PreparedHessian:
+    n = hessian.shape[0]
+    dtype = dtype or compute_dtype(n, hessian.device)
+    H = hessian.to(dtype=dtype).clone()
+    diag = torch.diagonal(H)
+    dead = diag == 0
+    H[dead, dead] = 1.0
+    mean_diag = torch.diagonal(H).mean()
+    damp = percdamp
+    retries: list[float] = []
+    idx = torch.arange(n, device=H.device)
+    for _ in range(max_retries + 1):
+        Hd = H.clone()
+        Hd[idx, idx] += damp * mean_diag
+        L, info = torch.linalg.cholesky_ex(Hd)
+        if int(info) == 0:
+            hinv = torch.cholesky_inverse(L)
+            R, info2 = torch.linalg.cholesky_ex(hinv, upper=True)
+            if int(info2) == 0 and torch.isfinite(R).all():
+                return PreparedHessian(Hd, R, dead, damp, retries)
+        retries.append(damp)
+        damp = damp * 10 if damp > 0 else 1e-6
+    raise ValueError(f"the Hessian is not positive definite even with damping {retries[-1]:g} x "
+                     "mean(diag H); check the calibration inputs (NaN, too few tokens)")
