@@ -16,13 +16,15 @@ from typing import Any
 
 import torch
 
-from apt.pruning import magnitude, wanda
+from apt.pruning import apt, magnitude, sparsegpt, wanda
 from apt.pruning.patterns import Pattern, parse_pattern, resolve
 from apt.pruning.stats import HessianAccumulator
 
 METHODS = {
     "magnitude": magnitude,
     "wanda": wanda,
+    "sparsegpt": sparsegpt,
+    "apt": apt,
 }
 
 __all__ = ["METHODS", "PruneResult", "prune_matrix", "HessianAccumulator", "Pattern",
