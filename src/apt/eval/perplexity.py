@@ -1,0 +1,198 @@
+"""Perplexity by the standard protocol of SparseGPT and Wanda (see ``shared/protocol.md``).
+
+The token stream of a whole test set is cut into non-overlapping windows of ``seqlen`` tokens,
+the tail shorter than a window is dropped, and each window is one independent forward pass (no
+context carried over). In a window of ``L`` tokens the model predicts tokens 2..L from the ones
+before them, so each window contributes ``L - 1`` token NLLs.
+
+Convention, matched to the reference code (SparseGPT ``datautils``/``opt_eval`` and Wanda
+``lib/eval.py::eval_ppl_wikitext``): they take ``loss`` = mean cross-entropy of a window's
+``L - 1`` shifted predictions, form ``nll = loss * L`` per window and report
+``exp(sum(nll) / (windows * L))`` = ``exp(mean over windows of the window's mean NLL)``. Since
+every window has the same ``L - 1`` predictions, that is exactly ``exp`` of the mean NLL over all
+``windows * (L - 1)`` predicted tokens, which is what :func:`perplexity` computes (summing token
+NLLs in float64 from float32 log-probabilities, whatever the model's dtype).
+
+The stream is the dataset's text tokenized once, as the references do (the tokenizer's default
+special tokens: a LLaMA tokenizer puts one BOS at the very start of the stream, none per window).
+For the hub C4 set the stream is cut to ``256 * seqlen`` tokens, as in the references.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from apt.errors import AptError
+
+log = logging.getLogger(__name__)
+
+#: datasets whose token stream the references cut to ``C4_WINDOWS * seqlen`` tokens
+C4_WINDOWS = 256
+CUT_DATASETS = ("c4",)
+
+
+def model_context(model) -> int | None:
+    """The longest sequence the model was built for, or ``None`` if it has no limit (Mamba)."""
+    cfg = getattr(model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(cfg, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_window(model, seqlen: int) -> None:
+    if seqlen < 2:
+        raise AptError(f"--seqlen {seqlen}: a window needs at least 2 tokens (one is predicted)")
+    ctx = model_context(model)
+    if ctx is not None and seqlen > ctx:
+        raise AptError(f"--seqlen {seqlen} is longer than the model's context of {ctx} tokens; "
+                       f"use --seqlen {ctx} or less")
+
+
+def window_nlls(logits: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """Sum of the token NLLs of each window (float64), from ``logits`` (B, L, V) of ``windows`` (B, L).
+
+    Token ``t`` of a window is predicted by the logits at ``t - 1``; the first token is not.
+    """
+    b, length, vocab = logits.shape
+    shift_logits = logits[:, :-1, :].reshape(-1, vocab).float()
+    shift_labels = windows[:, 1:].reshape(-1).to(shift_logits.device)
+    nll = F.cross_entropy(shift_logits, shift_labels, reduction="none")
+    return nll.view(b, length - 1).double().sum(dim=1)
+
+
+@torch.no_grad()
+def perplexity(model, input_ids: torch.Tensor, seqlen: int, batch_size: int = 1,
+               max_windows: int | None = None, device: str | torch.device | None = None,
+               progress: bool = True) -> dict:
+    """Perplexity of ``model`` on the 1-D token stream ``input_ids`` (see the module docstring).
+
+    Returns ``ppl`` (= exp(nll_mean)), ``nll_mean`` (mean NLL per predicted token, nats),
+    ``windows``, ``tokens`` (predicted tokens = windows * (seqlen - 1)), ``tokens_in_windows``
+    (= windows * seqlen), ``stream_tokens`` (length of the stream before cutting), ``window_nll``
+    (per-window NLL sums) and ``seconds`` / ``tokens_per_s`` (windows * seqlen / wall time).
+    """
+    input_ids = torch.as_tensor(input_ids).reshape(-1).long()
+    check_window(model, seqlen)
+    if batch_size < 1:
+        raise AptError(f"--batch-size {batch_size}: must be at least 1")
+    available = input_ids.numel() // seqlen
+    if available == 0:
+        raise AptError(f"the text has {input_ids.numel()} tokens, shorter than one window of "
+                       f"{seqlen}; use a smaller --seqlen or a longer text")
+    n = available if max_windows is None else min(available, int(max_windows))
+    if n < 1:
+        raise AptError(f"--max-windows {max_windows}: must be at least 1")
+    if device is None:
+        device = next(model.parameters()).device
+    windows = input_ids[: n * seqlen].view(n, seqlen)
+
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(n, dtype=torch.float64)
+    start = time.perf_counter()
+    try:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=f"ppl (seqlen {seqlen})", unit="win", disable=not progress)
+        for i in range(0, n, batch_size):
+            batch = windows[i:i + batch_size].to(device)
+            logits = model(input_ids=batch, use_cache=False).logits
+            sums[i:i + batch.shape[0]] = window_nlls(logits, batch).cpu()
+            del logits
+            bar.update(batch.shape[0])
+        bar.close()
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - start
+
+    tokens = n * (seqlen - 1)
+    nll_mean = float(sums.sum() / tokens)
+    return {
+        "ppl": math.exp(nll_mean),
+        "nll_mean": nll_mean,
+        "windows": n,
+        "windows_available": available,
+        "tokens": tokens,
+        "tokens_in_windows": n * seqlen,
+        "stream_tokens": int(input_ids.numel()),
+        "window_nll": sums.tolist(),
+        "seconds": seconds,
+        "tokens_per_s": n * seqlen / seconds if seconds > 0 else None,
+    }
+
+
+# --- token streams -------------------------------------------------------------------------------
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash that changes when the tokenizer would tokenize differently."""
+    h = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(backend.to_str().encode("utf-8"))
+    else:  # slow tokenizers: vocabulary and special tokens
+        h.update(repr(sorted(tokenizer.get_vocab().items())).encode("utf-8"))
+    h.update(repr(sorted((tokenizer.special_tokens_map or {}).items())).encode("utf-8"))
+    h.update(type(tokenizer).__name__.encode("utf-8"))
+    return h.hexdigest()
+
+
+def tokenize_text(tokenizer, text: str, cache_dir: str | Path | None = None) -> torch.Tensor:
+    """``tokenizer(text).input_ids`` as a 1-D LongTensor, cached under ``cache_dir`` if given."""
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256((hashlib.sha256(text.encode("utf-8")).hexdigest()
+                              + tokenizer_fingerprint(tokenizer)).encode()).hexdigest()[:32]
+        path = Path(cache_dir) / "tokens" / f"{key}.pt"
+        if path.is_file():
+            try:
+                return torch.load(path, weights_only=True)
+            except Exception:  # a damaged cache entry is rebuilt, never trusted
+                log.warning("ignoring unreadable token cache %s", path)
+    ids = tokenizer(text, return_tensors="pt").input_ids[0].long()
+    if path is not None:
+        from apt.io import write_bytes_atomic
+
+        buf = io.BytesIO()
+        torch.save(ids, buf)
+        write_bytes_atomic(path, buf.getvalue())
+    return ids
+
+
+def dataset_tokens(tokenizer, dataset: str, seqlen: int, split: str = "test",
+                   cache: bool = True) -> torch.Tensor:
+    """The evaluation token stream of ``dataset`` (a name of :mod:`apt.data.sources` or a text file)."""
+    from apt.data.sources import load_text
+    from apt.paths import cache_dir
+
+    text = load_text(dataset, split)
+    ids = tokenize_text(tokenizer, text, cache_dir() if cache else None)
+    if dataset in CUT_DATASETS:
+        ids = ids[: C4_WINDOWS * seqlen]
+    return ids
+
+
+def evaluate_perplexity(model, tokenizer, dataset: str, seqlen: int, batch_size: int = 1,
+                        max_windows: int | None = None, device=None, progress: bool = True,
+                        cache: bool = True) -> dict:
+    """Perplexity of ``model`` on ``dataset`` by the standard protocol; the command's one call."""
+    check_window(model, seqlen)
+    ids = dataset_tokens(tokenizer, dataset, seqlen, cache=cache)
+    result = perplexity(model, ids, seqlen, batch_size=batch_size, max_windows=max_windows,
+                        device=device, progress=progress)
+    result["dataset"] = dataset
+    result["stream_cut"] = (f"{C4_WINDOWS} x seqlen tokens" if dataset in CUT_DATASETS else None)
+    return result
+
+
+__all__ = ["perplexity", "window_nlls", "model_context", "check_window", "tokenize_text",
+           "dataset_tokens", "evaluate_perplexity", "tokenizer_fingerprint"]
