@@ -1,0 +1,54 @@
+# Evaluation per model variant: "dense" (the unpruned model, once per model: the reference row)
+# or "<method>-<pattern>" (a checkpoint from rule prune).
+
+
+rule ppl:
+    input:
+        model=variant_inputs,
+        data=lambda w: dataset_inputs(w.dataset),
+    output:
+        f"{R}/metrics/{{model}}/{{variant}}/ppl-{{dataset}}.json",
+    params:
+        apt=apt_command("eval ppl", model_job=True),
+        device=DEVICE,
+        model=variant_model,
+        dataset=lambda w: dataset_source(w.dataset),
+        seqlen=lambda w: eval_seqlen(w.model),
+        windows=f"--max-windows {PPL['max_windows']}" if PPL.get("max_windows") else "",
+        dtype=lambda w: dtype_flag(w.model),
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+    conda:
+        ENV
+    log:
+        f"{R}/logs/ppl/{{model}}/{{variant}}/{{dataset}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} {params.apt} --model {params.model} --dataset {params.dataset}"
+        " --seqlen {params.seqlen} {params.windows} --device {params.device} {params.dtype}"
+        " --out {output} > {log} 2>&1"
+
+
+rule zeroshot:
+    input:
+        model=variant_inputs,
+        tasks=asset_stamp("tasks"),
+    output:
+        f"{R}/metrics/{{model}}/{{variant}}/zeroshot.json",
+    params:
+        apt=apt_command("eval zeroshot", model_job=True),
+        device=DEVICE,
+        model=variant_model,
+        tasks=",".join(ZS_TASKS),
+        limit=f"--limit {ZS['limit']}" if ZS.get("limit") else "",
+        dtype=lambda w: dtype_flag(w.model),
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+    conda:
+        ENV
+    log:
+        f"{R}/logs/zeroshot/{{model}}/{{variant}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} {params.apt} --model {params.model} --tasks {params.tasks}"
+        " {params.limit} --device {params.device} {params.dtype} --out {output} > {log} 2>&1"
