@@ -49,11 +49,14 @@ def _check_inputs(weight: torch.Tensor, hessian: torch.Tensor | None, needs_hess
             raise ValueError("this method needs the Hessian (in x in) of the layer's inputs")
         return
     n = weight.shape[1]
+    if not isinstance(hessian, torch.Tensor):
+        raise ValueError(f"hessian must be a ({n} x {n}) tensor; got {type(hessian).__name__}")
     if hessian.shape != (n, n):
         raise ValueError(f"hessian must be ({n} x {n}) for a weight with {n} inputs; got "
                          f"{tuple(hessian.shape)}")
     if not torch.isfinite(hessian).all():
-        raise ValueError("hessian contains NaN or Inf; check the calibration inputs")
+        raise ValueError("hessian contains NaN or Inf; a finite (in x in) matrix is needed: "
+                         "check the calibration inputs")
 
 
 def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str = "apt",

@@ -1,10 +1,22 @@
-"""Mask selection from scores: lowest scores are pruned."""
+"""Mask selection from scores: lowest scores are pruned.
+
+Counts follow the published reference code (Wanda's ``int(cols * sparsity)`` per row, the
+magnitude baseline's and SparseGPT's ``int(numel * sparsity)``): :func:`prune_count` is the floor,
+with a tolerance so that e.g. ``0.29 * 100`` counts 29, not 28.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from apt.pruning.patterns import Pattern
+
+
+def prune_count(sparsity: float, total: int) -> int:
+    """How many of ``total`` weights a fraction ``sparsity`` prunes: ``floor(sparsity * total)``."""
+    return int(math.floor(sparsity * total + 1e-9))
 
 
 def lowest_in_groups(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -17,8 +29,8 @@ def lowest_in_groups(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
 
 
 def lowest_per_row(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Mask of the ``round(sparsity * cols)`` lowest scores of each row."""
-    k = int(round(sparsity * scores.shape[1]))
+    """Mask of the ``prune_count(sparsity, cols)`` lowest scores of each row."""
+    k = prune_count(sparsity, scores.shape[1])
     mask = torch.zeros_like(scores, dtype=torch.bool)
     if k:
         idx = torch.topk(scores, k, dim=1, largest=False).indices
@@ -27,8 +39,8 @@ def lowest_per_row(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 
 def lowest_overall(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Mask of the ``round(sparsity * numel)`` lowest scores of the whole matrix."""
-    k = int(round(sparsity * scores.numel()))
+    """Mask of the ``prune_count(sparsity, numel)`` lowest scores of the whole matrix."""
+    k = prune_count(sparsity, scores.numel())
     mask = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
     if k:
         idx = torch.topk(scores.flatten(), k, largest=False).indices

@@ -22,7 +22,8 @@ class HessianAccumulator:
     @torch.no_grad()
     def add(self, x: torch.Tensor) -> None:
         if x.shape[-1] != self.n:
-            raise ValueError(f"input has {x.shape[-1]} features, expected {self.n}")
+            raise ValueError(f"input has {x.shape[-1]} features, expected {self.n} (the layer's "
+                             "in_features)")
         x = x.reshape(-1, self.n).to(device=self.hessian.device, dtype=self.hessian.dtype)
         t = x.shape[0]
         if t == 0:
@@ -35,3 +36,7 @@ class HessianAccumulator:
     def input_sq_norms(self) -> torch.Tensor:
         """``||X_j||^2`` per input feature, up to the common factor 2/T: ``diag(H)``."""
         return torch.diagonal(self.hessian).clone()
+
+    def input_norms(self) -> torch.Tensor:
+        """``||X_j||_2`` per input feature over the tokens seen (Wanda's activation norm)."""
+        return (torch.diagonal(self.hessian) * (self.ntokens / 2.0)).clamp_min(0).sqrt()

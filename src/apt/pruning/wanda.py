@@ -16,8 +16,8 @@ NEEDS_HESSIAN = True
 
 def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsity: float,
           **_: object):
-    w = weight.float()
-    diag = torch.diagonal(hessian).to(device=w.device, dtype=torch.float32)
+    w = weight.to(torch.float64 if weight.dtype == torch.float64 else torch.float32)
+    diag = torch.diagonal(hessian).to(device=w.device, dtype=w.dtype)
     scores = w.abs() * diag.clamp_min(0).sqrt().unsqueeze(0)
     mask = select(scores, pattern, sparsity, per_row=True)
     return w.masked_fill(mask, 0.0), mask, {}
