@@ -1,0 +1,165 @@
+"""Metrics JSONs -> flat records, with every setting read from inside the files.
+
+Three kinds of file are understood, by their content:
+- ``apt eval ppl`` output (``"evaluation": "perplexity"``, keys ``model``, ``dataset``, ``ppl``);
+- ``apt eval zeroshot`` output (``"evaluation": "zeroshot"``, ``tasks.<name>.acc``);
+- ``apt prune`` reports (``prune_report.json``: ``settings.method``, ``settings.pattern``,
+  ``settings.sparsity``, ``model``).
+An evaluation of a pruned model is tied to its prune report by place: the report copied next to
+it (``prune.json`` in the same folder, as the workflow lays out results) or the
+``prune_report.json`` inside the evaluated checkpoint. An evaluation with neither is of the dense
+model. Method, pattern and sparsity always come from the prune report, never from a path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from apt.errors import AptError
+
+PRUNE_REPORT_NAMES = ("prune.json", "prune_report.json")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a model was pruned: ``method == "dense"`` for the unpruned reference."""
+
+    model: str                 # short model name (row label)
+    method: str
+    pattern: str = "dense"     # "unstructured", "N:M" or "dense"
+    sparsity: float = 0.0      # fraction of zeros asked (N/M for N:M)
+
+    @property
+    def pattern_label(self) -> str:
+        if self.method == "dense":
+            return "dense"
+        if self.pattern == "unstructured":
+            return f"{self.sparsity * 100:g}%"
+        return self.pattern
+
+    @property
+    def structured(self) -> bool:
+        return ":" in self.pattern
+
+
+@dataclass
+class Record:
+    variant: Variant
+    kind: str                  # "ppl", "zeroshot" or "prune"
+    values: dict[str, float]   # ppl: {dataset: ppl}; zeroshot: {task: acc, task/acc_norm: ...}
+    settings: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+def short_model_name(source: str) -> str:
+    """'facebook/opt-125m' -> 'opt-125m', '/x/models/llama/' -> 'llama', 'smollm2-135m' kept."""
+    text = str(source).rstrip("/")
+    return text.rsplit("/", 1)[-1] or text
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AptError(f"{path}: cannot read metrics JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise AptError(f"{path}: expected a JSON object")
+    return data
+
+
+def _is_prune_report(data: dict[str, Any]) -> bool:
+    return isinstance(data.get("settings"), dict) and "method" in data["settings"] \
+        and "totals" in data
+
+
+def variant_of_prune_report(data: dict[str, Any], path: Path) -> Variant:
+    s = data["settings"]
+    try:
+        method, pattern = str(s["method"]), str(s.get("pattern") or "unstructured")
+        sparsity = float(s["sparsity"])
+    except (KeyError, TypeError, ValueError):
+        raise AptError(f"{path}: prune report without settings.method / settings.sparsity") from None
+    model = data.get("model") or data.get("model_path")
+    if not model:
+        raise AptError(f"{path}: prune report without 'model'")
+    return Variant(short_model_name(model), method, pattern, sparsity)
+
+
+def _prune_report_for(eval_path: Path, model: str) -> tuple[dict[str, Any], Path] | None:
+    candidates = [eval_path.parent / "prune.json", Path(model) / "prune_report.json"]
+    for c in candidates:
+        if c.is_file() and c.resolve() != eval_path.resolve():
+            data = _read_json(c)
+            if _is_prune_report(data):
+                return data, c
+    return None
+
+
+def _finite(x: Any) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def load_records(path: str | Path) -> list[Record]:
+    """The records of one metrics JSON (empty for files of other kinds)."""
+    path = Path(path)
+    data = _read_json(path)
+    if _is_prune_report(data):
+        v = variant_of_prune_report(data, path)
+        totals = data.get("totals") or {}
+        values = {"sparsity": _finite(totals.get("sparsity")),
+                  "time_s": _finite((data.get("time_s") or {}).get("total"))}
+        return [Record(v, "prune", values, {"calibration": data.get("calibration")}, str(path))]
+    evaluation = data.get("evaluation")
+    if evaluation not in ("perplexity", "zeroshot"):
+        return []
+    model = data.get("model")
+    if not model:
+        raise AptError(f"{path}: evaluation without 'model'")
+    found = _prune_report_for(path, str(model))
+    variant = (variant_of_prune_report(*found) if found
+               else Variant(short_model_name(str(model)), "dense"))
+    settings = dict(data.get("settings") or {})
+    if found:
+        settings["calibration"] = found[0].get("calibration")
+    if evaluation == "perplexity":
+        if "ppl" not in data or "dataset" not in data:
+            raise AptError(f"{path}: perplexity result without 'ppl' or 'dataset'")
+        settings.setdefault("windows", data.get("windows"))
+        dataset = short_model_name(str(data["dataset"]))
+        return [Record(variant, "ppl", {dataset: _finite(data["ppl"])}, settings, str(path))]
+    tasks = data.get("tasks")
+    if not isinstance(tasks, dict) or not tasks:
+        raise AptError(f"{path}: zero-shot result without 'tasks'")
+    values: dict[str, float] = {}
+    for name, rec in tasks.items():
+        if not isinstance(rec, dict) or "acc" not in rec:
+            raise AptError(f"{path}: task {name!r} without 'acc'")
+        values[name] = _finite(rec["acc"])
+        if "acc_norm" in rec:
+            values[f"{name}/acc_norm"] = _finite(rec["acc_norm"])
+    return [Record(variant, "zeroshot", values, settings, str(path))]
+
+
+def collect_records(paths: Iterable[str | Path]) -> list[Record]:
+    """Records of the given files; folders are searched for ``*.json`` recursively."""
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*.json") if q.is_file())
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise AptError(f"--metrics {p}: no such file or folder")
+    records: list[Record] = []
+    for f in files:
+        records += load_records(f)
+    return records
