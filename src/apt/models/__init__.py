@@ -1,22 +1,16 @@
-"""Model families: one adapter per family; loading by source.
+"""Model families: one adapter per family (``llama``, ``opt``, ``gpt2``, ``mamba``) and loading
+by source.
 
 INTERFACE (stable): ``load_model(source, dtype=torch.float32, device="cpu") -> (model, tokenizer)``
-where ``source`` is anything :func:`apt.data.sources.resolve_model` accepts. (Stub: to be
-completed by the engine issue with adapters and checks for missing/corrupt checkpoints.)
+where ``source`` is anything :func:`apt.data.sources.resolve_model` accepts; problems a user can
+fix (not found, missing or corrupt files, unsupported architecture) raise
+:class:`apt.errors.AptError` before any long work. ``adapter_for(model)`` gives the family
+adapter the engine uses.
 """
 
-from __future__ import annotations
+from apt.models.base import Adapter
+from apt.models.loading import check_folder, load_model
+from apt.models.registry import ADAPTERS, adapter_for, supported_model_types
 
-import torch
-
-from apt.data.sources import resolve_model
-
-
-def load_model(source: str, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_model(source)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
-    model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    return model, tokenizer
+__all__ = ["Adapter", "ADAPTERS", "adapter_for", "check_folder", "load_model",
+           "supported_model_types"]

@@ -1,0 +1,193 @@
+"""Sequential (block-by-block) pruning of a whole model, as in shared/protocol.md.
+
+The inputs of block 0 are captured once (:mod:`apt.engine.capture`). Then, for each block: move
+it to the device; run every calibration sample through it with hooks that accumulate the
+Hessian of each prunable layer's inputs; prune those layers with :func:`apt.pruning.prune_matrix`;
+run the samples through the pruned block to get the inputs of the next block; move it back.
+Only the current block and the activations live on the device.
+
+By default all prunable layers of a block are pruned from the statistics of one forward of the
+dense block (as the reference SparseGPT and Wanda code do). With ``true_sequential`` the
+adapter's groups (q/k/v, then o, then the MLP input, then its output) are pruned one after the
+other, each from inputs that already pass through the pruned groups before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from apt.engine.capture import BlockInputs, capture_block_inputs
+from apt.engine.checkpoint import WorkDir
+from apt.engine.hooks import accumulate_inputs
+from apt.models.base import Adapter
+from apt.pruning import prune_matrix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PruneSettings:
+    method: str
+    sparsity: float | None
+    pattern: str = "unstructured"
+    blocksize: int = 128
+    percdamp: float = 0.01
+    seed: int = 0
+    true_sequential: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """Peak CPU resident set of this process and, on CUDA, peak allocated device memory."""
+    out: dict[str, Any] = {"cpu_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == "cuda":
+        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+def relative_error(weight: torch.Tensor, pruned: torch.Tensor, hessian: torch.Tensor) -> float:
+    """``||(W - W')X||^2 / ||WX||^2 = tr(dW H dW^T) / tr(W H W^T)`` (H ~ X X^T)."""
+    h = hessian.float()
+    d = weight.float() - pruned.float()
+    num = ((d @ h) * d).sum()
+    den = ((weight.float() @ h) * weight.float()).sum()
+    return float(num / den) if float(den) > 0 else float("nan")
+
+
+def _prune_layer(adapter: Adapter, module: nn.Module, hessian: torch.Tensor,
+                 settings: PruneSettings) -> dict[str, Any]:
+    weight = adapter.get_weight(module).detach().clone()
+    t0 = time.perf_counter()
+    res = prune_matrix(weight, hessian, method=settings.method, sparsity=settings.sparsity,
+                       pattern=settings.pattern, blocksize=settings.blocksize,
+                       percdamp=settings.percdamp, **settings.options)
+    if res.weight.device.type == "cuda":
+        torch.cuda.synchronize(res.weight.device)
+    seconds = time.perf_counter() - t0
+    rel = relative_error(weight, res.weight, hessian)
+    adapter.set_weight(module, res.weight)
+    final = adapter.get_weight(module)
+    return {"shape": list(weight.shape), "sparsity": float((final == 0).float().mean()),
+            "rel_error": rel, "time_s": seconds,
+            "info": {k: v for k, v in res.info.items() if isinstance(v, (int, float, str, bool, list))}}
+
+
+def _forward_all(block: nn.Module, inputs: BlockInputs) -> None:
+    for j in range(len(inputs.hidden)):
+        inputs.call(block, j)
+
+
+@torch.no_grad()
+def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
+                settings: PruneSettings | None, device: torch.device | str = "cpu",
+                work_dir: WorkDir | None = None,
+                on_block_end: Callable[[int], None] | None = None,
+                progress: bool = True) -> tuple[dict[str, Any], list[torch.Tensor]]:
+    """Prune ``model`` in place, block by block, from calibration ``samples`` (K x L token ids).
+
+    ``settings=None`` runs the same sequential pass without pruning (a check of the machinery).
+    With ``work_dir`` each finished block is saved and a rerun resumes after the last one.
+    ``on_block_end(i)`` is called after block ``i`` is finished (and saved).
+    Returns the report (per-module records, totals, memory, time) and the outputs of the last
+    block (one tensor per sample, on ``device``).
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    t_start = time.perf_counter()
+    blocks = adapter.blocks(model)
+    inputs = capture_block_inputs(model, adapter, samples, device)
+    t_capture = time.perf_counter() - t_start
+    records: list[dict[str, Any]] = []
+    start = 0
+    if work_dir is not None:
+        start = work_dir.start()
+        if start:
+            log.info("resuming after block %d of %d from %s", start - 1, len(blocks), work_dir.path)
+            for i in range(start):
+                work_dir.load_block(i, blocks[i])
+            hidden, records = work_dir.load_hidden(start)
+            inputs.hidden = [h.to(device) for h in hidden]
+    bar = tqdm(range(start, len(blocks)), desc="blocks", disable=not progress, initial=start,
+               total=len(blocks))
+    for i in bar:
+        block = blocks[i]
+        home = next(block.parameters()).device
+        block.to(device)
+        if settings is not None:
+            torch.manual_seed(settings.seed * 1_000_003 + i)
+            groups = (adapter.groups if settings.true_sequential
+                      else (tuple(adapter.prunable_names()),))
+            modules = adapter.prunable(block)
+            for group in groups:
+                with accumulate_inputs(adapter, block, list(group), device) as accs:
+                    _forward_all(block, inputs)
+                for name in group:
+                    rec = _prune_layer(adapter, modules[name], accs[name].hessian, settings)
+                    records.append({"name": f"{adapter.blocks_path}.{i}.{name}", "block": i, **rec})
+                del accs
+        inputs.hidden = [inputs.call(block, j) for j in range(len(inputs.hidden))]
+        block.to(home)
+        if settings is not None:
+            done = [r for r in records if r["block"] == i]
+            if done:
+                bar.set_postfix(rel_err=f"{sum(r['rel_error'] for r in done) / len(done):.3g}")
+        if work_dir is not None:
+            work_dir.save_block(i, block, inputs.hidden, records)
+        if on_block_end is not None:
+            on_block_end(i)
+    bar.close()
+    report = {
+        "settings": None if settings is None else settings.as_dict(),
+        "device": str(device),
+        "nsamples": int(samples.shape[0]),
+        "seqlen": int(samples.shape[1]),
+        "family": adapter.family,
+        "resumed_after_blocks": start,
+        "modules": records,
+        "totals": _totals(records),
+        "time_s": {"capture": t_capture, "total": time.perf_counter() - t_start},
+        "memory": peak_memory(device),
+    }
+    return report, inputs.hidden
+
+
+def _totals(records: list[dict[str, Any]]) -> dict[str, Any]:
+    numel = [r["shape"][0] * r["shape"][1] for r in records]
+    total = sum(numel)
+    zeros = sum(n * r["sparsity"] for n, r in zip(numel, records))
+    return {
+        "modules": len(records),
+        "params": total,
+        "zeros": int(round(zeros)),
+        "sparsity": zeros / total if total else 0.0,
+        "mean_rel_error": (sum(r["rel_error"] for r in records) / len(records)) if records else None,
+        "solver_time_s": sum(r["time_s"] for r in records),
+    }
+
+
+@torch.no_grad()
+def sequential_logits(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+    """Logits (K x L x V) computed block by block through the engine, without pruning."""
+    device = torch.device(device)
+    _, hidden = prune_model(model, adapter, samples, None, device, progress=False)
+    heads = adapter.head_modules(model)
+    homes = [next(m.parameters(), torch.empty(0)).device for m in heads]
+    try:
+        for m in heads:
+            m.to(device)
+        return torch.cat([adapter.head(model, h) for h in hidden]).cpu()
+    finally:
+        for m, home in zip(heads, homes):
+            m.to(home)

@@ -1,0 +1,159 @@
+"""Sequential engine on tiny random models of every family."""
+
+import pytest
+import torch
+
+from apt.engine import PruneSettings, WorkDir, prune_model, relative_error, save_checkpoint
+from apt.engine import sequential_logits
+from apt.models import adapter_for, load_model
+from apt.pruning import METHODS, HessianAccumulator
+from tiny_models import make_tiny_model
+
+
+def _ids(n=3, length=16, seed=0):
+    return torch.randint(0, 300, (n, length), generator=torch.Generator().manual_seed(seed))
+
+
+def _load(path):
+    model, tok = load_model(str(path))
+    return model, tok, adapter_for(model)
+
+
+def _pruned(family, tiny_model_dir, method="wanda", pattern="unstructured", sparsity=0.5):
+    model, tok, adapter = _load(tiny_model_dir(family))
+    dense = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = PruneSettings(method=method, sparsity=sparsity if pattern == "unstructured" else None,
+                             pattern=pattern)
+    try:
+        report, _ = prune_model(model, adapter, _ids(), settings, progress=False)
+    except NotImplementedError:
+        pytest.skip(f"{method} is not implemented yet")
+    return model, tok, adapter, dense, report
+
+
+def test_sequential_forward_equals_full_model(tiny_model_dir, family):
+    model, _, adapter = _load(tiny_model_dir(family))
+    ids = _ids()
+    with torch.no_grad():
+        full = model(ids).logits
+    seq = sequential_logits(model, adapter, ids)
+    torch.testing.assert_close(seq, full, rtol=1e-5, atol=1e-5)
+
+
+def _prunable_names(model, adapter):
+    return {f"{adapter.blocks_path}.{i}.{n}": m for i, b in enumerate(adapter.blocks(model))
+            for n, m in adapter.prunable(b).items()}
+
+
+@pytest.mark.parametrize("pattern", ["unstructured", "2:4"])
+def test_pruning_gives_exact_pattern_and_touches_nothing_else(tiny_model_dir, family, pattern,
+                                                              tmp_path):
+    model, tok, adapter, dense, report = _pruned(family, tiny_model_dir, pattern=pattern)
+    prunable = _prunable_names(model, adapter)
+    assert {r["name"] for r in report["modules"]} == set(prunable)
+    for name, module in prunable.items():
+        w = adapter.get_weight(module)
+        zeros = w == 0
+        if pattern == "2:4":
+            per_group = zeros.reshape(w.shape[0], -1, 4).sum(-1)
+            assert (per_group == 2).all(), name
+        else:
+            assert int(zeros.sum()) == round(0.5 * w.numel()), name
+    pruned_params = {f"{n}.weight" for n in prunable}
+    after = model.state_dict()
+    changed = [k for k in dense if k not in pruned_params and not torch.equal(dense[k], after[k])]
+    assert not changed
+    assert report["totals"]["sparsity"] == pytest.approx(0.5)
+    if pattern == "2:4":
+        _check_reload(model, tok, report, tmp_path)
+
+
+def _check_reload(model, tok, report, tmp_path):
+    """The saved checkpoint reloads by path and gives the in-memory pruned model's logits."""
+    from transformers import AutoModelForCausalLM
+
+    out = save_checkpoint(model, tok, tmp_path / "out", report)
+    assert (out / "prune_report.json").is_file()
+    reloaded = AutoModelForCausalLM.from_pretrained(out)
+    ids = _ids(2, 12, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, model(ids).logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_keeps_the_pattern(tiny_model_dir, method):
+    model, _, adapter, dense, report = _pruned("llama", tiny_model_dir, method=method,
+                                               pattern="2:4")
+    for name, module in _prunable_names(model, adapter).items():
+        zeros = adapter.get_weight(module) == 0
+        assert (zeros.reshape(zeros.shape[0], -1, 4).sum(-1) >= 2).all(), name
+    for r in report["modules"]:
+        assert 0 <= r["rel_error"] < 1.5
+
+
+def test_relative_error_from_hessian_matches_direct():
+    torch.manual_seed(0)
+    x = torch.randn(200, 12)
+    w = torch.randn(5, 12)
+    wp = w.masked_fill(torch.rand(5, 12) < 0.5, 0)
+    acc = HessianAccumulator(12)
+    acc.add(x[:70])
+    acc.add(x[70:])
+    direct = ((x @ (w - wp).t()) ** 2).sum() / ((x @ w.t()) ** 2).sum()
+    assert relative_error(w, wp, acc.hessian) == pytest.approx(float(direct), rel=1e-4)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_with_identical_weights(family, tmp_path):
+    path = make_tiny_model(family, tmp_path / "model", layers=3)
+    settings = PruneSettings(method="wanda", sparsity=0.5)
+    ids = _ids()
+
+    model, _, adapter = _load(path)
+    prune_model(model, adapter, ids, settings, progress=False)
+    reference = model.state_dict()
+
+    def kill_after_block_1(i):
+        if i == 1:
+            raise _Killed
+
+    model, _, adapter = _load(path)
+    work = WorkDir(tmp_path / "work", "fp-1")
+    with pytest.raises(_Killed):
+        prune_model(model, adapter, ids, settings, work_dir=work, on_block_end=kill_after_block_1,
+                    progress=False)
+    model, _, adapter = _load(path)  # a fresh process would start from the dense model
+    report, _ = prune_model(model, adapter, ids, settings, work_dir=WorkDir(work.path, "fp-1"),
+                            progress=False)
+    assert report["resumed_after_blocks"] == 2
+    assert {r["block"] for r in report["modules"]} == {0, 1, 2}
+    resumed = model.state_dict()
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+
+def test_other_settings_start_afresh(tiny_model_dir, tmp_path):
+    model, _, adapter = _load(tiny_model_dir("llama"))
+    ids = _ids()
+    work = WorkDir(tmp_path / "work", "fp-a")
+
+    def kill(i):
+        raise _Killed
+
+    with pytest.raises(_Killed):
+        prune_model(model, adapter, ids, PruneSettings("wanda", 0.5), work_dir=work,
+                    on_block_end=kill, progress=False)
+    model, _, adapter = _load(tiny_model_dir("llama"))
+    report, _ = prune_model(model, adapter, ids, PruneSettings("magnitude", 0.5),
+                            work_dir=WorkDir(work.path, "fp-b"), progress=False)
+    assert report["resumed_after_blocks"] == 0
+
+
+def test_true_sequential_prunes_every_group(tiny_model_dir):
+    model, _, adapter = _load(tiny_model_dir("opt"))
+    settings = PruneSettings(method="wanda", sparsity=None, pattern="2:4", true_sequential=True)
+    report, _ = prune_model(model, adapter, _ids(), settings, progress=False)
+    assert [r["name"] for r in report["modules"]] == list(_prunable_names(model, adapter))
+    assert report["totals"]["sparsity"] == pytest.approx(0.5)
