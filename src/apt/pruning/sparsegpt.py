@@ -75,13 +75,11 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
                 scores[M1[g]] = -1.0
                 idx = torch.topk(scores, pattern.n, dim=0, largest=False).indices
                 M1[g].scatter_(0, idx, True)
-            w = W1[i]
-            err = torch.where(M1[i], w, torch.zeros((), dtype=dtype, device=device)) / d1[i]
-            losses.add_(err * err)
+            err = torch.mul(W1[i], M1[i], out=Err1[i]).div_(d1[i])   # w_q / R[q, q], q pruned
             # W1[i:, :] -= R1[i, i:]^T err  (the OBS update of the still-free columns of the block)
             W1[i:].addr_(R1[i, i:], err, alpha=-1.0)
             W1[i].masked_fill_(M1[i], 0.0)              # exact zeros where pruned
-            Err1[i] = err
+        losses.add_((Err1 * Err1).sum(0))
         if i2 < n:
             WT[i2:].addmm_(R[i1:i2, i2:].t(), Err1, alpha=-1.0)
 
