@@ -1,0 +1,142 @@
+"""The Snakemake workflow without running models: DAGs of both configs, profiles, lint, config
+validation and GPU slots under Snakemake's scheduler. Each run works in a fresh temp folder."""
+
+import itertools
+import json
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+import yaml
+
+from workflow_util import (ROOT, SNAKEMAKE, env, job_counts, load_config, planned_outputs,
+                           snakemake, write_config)
+
+SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def _expected_counts(cfg):
+    """Jobs a config asks for in an empty folder, from its own lists."""
+    n_models = len(cfg["models"])
+    variants = len(cfg["methods"]) * len(cfg["patterns"]) + (1 if cfg.get("dense", True) else 0)
+    ppl = cfg["eval"].get("ppl", {}).get("datasets", [])
+    tasks = cfg["eval"].get("zeroshot", {}).get("tasks", [])
+    return {"calib": n_models,   # one calibration set per model
+            "prune": n_models * len(cfg["methods"]) * len(cfg["patterns"]),
+            "ppl": n_models * variants * len(ppl),
+            "zeroshot": n_models * variants if tasks else 0,
+            "report": 1, "all": 1}
+
+
+def _check_dag(out, name):
+    counts = job_counts(out)
+    want = {k: v for k, v in _expected_counts(load_config(name)).items() if v}
+    assert {k: counts.get(k, 0) for k in want} == want
+    outputs = planned_outputs(out)
+    # no prune job for the dense reference, which is evaluated once per model
+    assert not any("/models/" in f and "dense" in f for f in outputs)
+    first = load_config(name)["eval"]["ppl"]["datasets"][0]
+    assert any(f.endswith(f"/dense/ppl-{first}.json") for f in outputs)
+
+
+def test_default_config_dry_runs_on_cpu_without_gpu_resources(tmp_path):
+    res = snakemake(tmp_path, "-n", "--cores", "2", "-p",
+                    configfile=ROOT / "config" / "config.yaml")
+    assert res.returncode == 0, res.stderr[-3000:]
+    _check_dag(res.stdout + res.stderr, "config.yaml")
+    assert "gpu=" not in res.stdout and "apt.gpu" not in res.stdout
+
+
+@pytest.mark.parametrize("profile", ["slurm", "local"])
+def test_profiles_dry_run(tmp_path, profile):
+    res = snakemake(tmp_path, "-n", "-p", "--profile", str(ROOT / "profiles" / profile),
+                    configfile=ROOT / "config" / "paper.yaml")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    _check_dag(out, "paper.yaml")
+    # paper config is on CUDA: every model job holds one GPU and runs through the slot allocator
+    prune_jobs = [b for b in out.split("\nrule ") if b.startswith("prune:")]
+    assert prune_jobs and all("gpu=1" in b for b in prune_jobs)
+    assert "-m apt.gpu -- " in out
+    if profile == "slurm":
+        assert all("slurm_partition=gpu" in b for b in prune_jobs)
+
+
+def test_lint_reports_nothing(tmp_path):
+    res = snakemake(tmp_path, "--lint", configfile=ROOT / "config" / "config.yaml")
+    assert res.returncode == 0
+    assert "Lints for" not in res.stdout + res.stderr
+
+
+def _bad(cfg_changes):
+    cfg = load_config("config.yaml")
+    for dotted, value in cfg_changes.items():
+        node = cfg
+        *path, last = dotted.split(".")
+        for k in path:
+            node = node[k]
+        node[last] = value
+    return cfg
+
+
+@pytest.mark.parametrize("changes, must_name", [
+    ({"methods": ["wanda", "optimal_brain_surgeon"]}, ["methods", "optimal_brain_surgeon"]),
+    ({"patterns": [0.5, "3:2"]}, ["patterns[1]", "3:2"]),
+])
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, changes, must_name):
+    cfg = write_config(tmp_path / "bad.yaml", _bad(changes))
+    res = snakemake(tmp_path, "-n", "--cores", "1", configfile=cfg)
+    assert res.returncode != 0
+    err = res.stdout + res.stderr
+    assert "Job stats" not in err
+    for text in must_name:
+        assert text in err, err[-2000:]
+
+
+@pytest.mark.parametrize("changes, path", [
+    ({"patterns": [1.5]}, ["patterns", 0]),
+    ({"patterns": ["2:x"]}, ["patterns", 0]),
+    ({"device": "tpu"}, ["device"]),
+    ({"eval.zeroshot.tasks": ["mmlu"]}, ["eval", "zeroshot", "tasks", 0]),
+    ({"models": {"bad/name": {"source": "x"}}}, ["models"]),
+    ({"calibration.nsamples": 0}, ["calibration", "nsamples"]),
+    ({"calibration.nsample": 4}, ["calibration"]),   # unknown key (typo)
+])
+def test_schema_rejects_and_locates(changes, path):
+    errors = list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(_bad(changes)))
+    assert errors
+    assert any(list(e.absolute_path) == path for e in errors), [list(e.absolute_path) for e in errors]
+
+
+def test_both_configs_pass_the_schema_and_methods_match_the_library():
+    for name in ("config.yaml", "paper.yaml"):
+        jsonschema.validate(load_config(name), SCHEMA)
+    from apt.pruning import METHODS
+
+    assert set(SCHEMA["properties"]["methods"]["items"]["enum"]) == set(METHODS)
+
+
+_GPU_SNAKEFILE = """
+rule all:
+    input: expand("dev{{i}}.txt", i=range(4))
+
+rule job:
+    output: "dev{{i}}.txt"
+    resources: gpu=1
+    shell: "{py} -m apt.gpu --lock-dir locks -- sh -c 'echo $CUDA_VISIBLE_DEVICES > {{output}}.tmp; sleep 2; mv {{output}}.tmp {{output}}'"
+"""
+
+
+def test_four_concurrent_gpu_jobs_under_snakemake_get_four_devices(tmp_path):
+    """--resources gpu=4 lets four jobs run at once; apt.gpu gives each its own device."""
+    sf = tmp_path / "Snakefile"
+    sf.write_text(_GPU_SNAKEFILE.format(py=sys.executable))
+    e = env()
+    e["APT_NUM_GPUS"] = "4"
+    res = subprocess.run([SNAKEMAKE, "-s", str(sf), "-d", str(tmp_path), "--cores", "4",
+                          "--resources", "gpu=4"], capture_output=True, text=True, env=e,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    devices = sorted((tmp_path / f"dev{i}.txt").read_text().strip() for i in range(4))
+    assert devices == ["0", "1", "2", "3"]
