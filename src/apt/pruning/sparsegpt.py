@@ -87,4 +87,4 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     info.update({"method": "sparsegpt", "blocksize": blocksize, "compute_dtype": str(dtype),
                  "obs_loss": float(losses.sum() / 2),
                  "mask_rule": "exact count per block" if not pattern.structured else "N:M"})
-    return WT.t(), maskT.t(), info
+    return WT.t().contiguous(), maskT.t().contiguous(), info
