@@ -1,0 +1,112 @@
+"""The pipeline for real, on tiny everything, in a temp project run by `dvc repro` (which runs
+Snakemake): tables appear, a rerun does nothing, a changed sparsity reruns only its jobs, a
+failing job leaves nothing that looks finished."""
+
+import copy
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from workflow_util import (BIN, ROOT, env, job_counts, planned_outputs, snakemake,
+                           write_config)
+
+DVC = str(BIN / "dvc")
+
+
+def _tiny_config(model_dir, text_file):
+    return {
+        "results": "results",
+        "device": "cpu",
+        "threads": 1,
+        "models": {"tiny": {"source": str(model_dir)}},
+        "datasets": {"tinytext": str(text_file)},
+        "methods": ["wanda"],
+        "patterns": [0.5, "2:4"],
+        "calibration": {"dataset": "tinytext", "nsamples": 4, "seqlen": 32, "seed": 0},
+        "eval": {"ppl": {"datasets": ["tinytext"], "seqlen": 32, "max_windows": 2}},
+    }
+
+
+def _dvc(project, *args):
+    return subprocess.run([DVC, *args], cwd=project, capture_output=True, text=True, env=env(),
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_model_dir, tiny_text_file):
+    """A copy of the pipeline definition with a tiny config, run once with `dvc repro`."""
+    p = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "Snakefile", p)
+    shutil.copy(ROOT / "dvc.yaml", p)
+    shutil.copytree(ROOT / "workflow", p / "workflow")
+    shutil.copytree(ROOT / "src" / "apt", p / "src" / "apt",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    cfg = _tiny_config(tiny_model_dir("llama"), tiny_text_file)
+    write_config(p / "config" / "config.yaml", cfg)
+    assert _dvc(p, "init", "--no-scm").returncode == 0
+    _dvc(p, "config", "core.analytics", "false")
+    res = _dvc(p, "repro")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    return p, cfg
+
+
+def test_tables_plots_and_metrics_are_produced(project):
+    p, _ = project
+    md = (p / "results" / "tables" / "ppl.md").read_text().splitlines()
+    assert md[0] == "| Model | Method | 50% tiny.txt | 2:4 tiny.txt |"
+    assert md[2].startswith("| llama | Dense |") and md[3].startswith("| llama | Wanda |")
+    assert (p / "results" / "tables" / "ppl.tex").is_file()
+    assert (p / "results" / "tables" / "ppl.csv").is_file()
+    assert (p / "results" / "plots" / "llama-ppl.png").stat().st_size > 0
+    summary = json.loads((p / "results" / "metrics.json").read_text())
+    ppl = summary["llama"]["wanda"]["2:4"]["ppl"]["tiny.txt"]
+    assert ppl > 1
+    # settings recorded next to the figures, from the commands themselves
+    report = json.loads((p / "results" / "models" / "tiny" / "wanda-2of4" / "prune_report.json").read_text())
+    assert report["settings"]["pattern"] == "2:4" and report["settings"]["method"] == "wanda"
+    shown = _dvc(p, "metrics", "show")
+    assert shown.returncode == 0 and f"{ppl:.5g}"[:4] in shown.stdout
+
+
+def test_a_second_run_does_nothing(project):
+    p, _ = project
+    dry = snakemake(p, "-n", "--cores", "2")
+    assert dry.returncode == 0
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    again = _dvc(p, "repro")
+    assert again.returncode == 0
+    assert "didn't change, skipping" in again.stdout
+    assert "Running stage" not in again.stdout
+
+
+def test_changing_one_sparsity_reruns_only_its_jobs(project):
+    p, cfg = project
+    changed = copy.deepcopy(cfg)
+    changed["patterns"] = [0.6, "2:4"]
+    res = snakemake(p, "-n", "--cores", "2", configfile=write_config(p / "changed.yaml", changed))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert job_counts(out) == {"prune": 1, "ppl": 1, "report": 1, "all": 1, "total": 4}
+    planned = planned_outputs(out)
+    assert "results/models/tiny/wanda-u60" in planned
+    assert not any("2of4" in f or "dense" in f or "/calib/" in f for f in planned)
+
+
+def test_a_failing_job_leaves_no_finished_looking_output(project):
+    p, cfg = project
+    failing = copy.deepcopy(cfg)
+    failing["methods"] = ["wanda", "magnitude"]
+    failing["method_args"] = {"magnitude": "--blocksize 0"}   # rejected by apt prune
+    cf = write_config(p / "failing.yaml", failing)
+    res = snakemake(p, "--cores", "2", "--keep-going", configfile=cf)
+    assert res.returncode != 0
+    models = p / "results" / "models" / "tiny"
+    assert not any(d.name.startswith("magnitude") for d in models.iterdir())
+    assert not (p / "results" / "metrics" / "tiny" / "magnitude-u50").exists() or not any(
+        (p / "results" / "metrics" / "tiny" / "magnitude-u50").iterdir())
+    # Snakemake still sees the failed jobs as to do, and nothing else
+    dry = snakemake(p, "-n", "--cores", "2", configfile=cf)
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert counts["prune"] == 2 and counts.get("calib", 0) == 0
