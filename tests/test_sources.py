@@ -72,8 +72,16 @@ def test_offline_splits_are_disjoint_document_level(resources):
     train = sources.load_documents("wiki", "train")
     test = sources.load_documents("wiki", "test")
     assert train + test == docs  # every document once, in order
-    assert test == docs[-round(25 * sources.TEST_FRACTION):]
+    chars = sum(map(len, docs))
+    assert sum(map(len, test)) >= sources.TEST_FRACTION * chars  # at least 10 % of the text...
+    assert sum(map(len, test[1:])) < sources.TEST_FRACTION * chars  # ...and no more documents
     assert sources.load_text("wiki", "test") == "\n\n".join(test)
+
+
+def test_split_is_by_text_mass_not_document_count():
+    docs = ["stub"] * 30 + ["long article " * 100] * 3 + ["stub"] * 30
+    test = sources.split_by_document(docs, "test")
+    assert test[0].startswith("long article") and len(test) == 31
 
 
 def test_local_text_file_is_split_on_blank_lines(tmp_path):

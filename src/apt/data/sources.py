@@ -14,9 +14,10 @@ id such as ``facebook/opt-125m`` (returned unchanged; loading errors are reporte
 Datasets and their splits (``split`` is ``"train"`` for calibration, ``"test"`` for perplexity):
 
 - ``wiki``, ``c4-sample`` (offline, ``resources/text/*.txt``): the files have no splits, so the
-  split is made here, by document and deterministically: the **last 10 %** of the documents
-  (at least one) are ``test``, the rest ``train``. Calibration and evaluation never share a
-  document. Documents are joined with a blank line.
+  split is made here, by document and deterministically: the final documents holding the
+  **last 10 % of the characters** (at least one document) are ``test``, the rest ``train``
+  (:func:`split_by_document`). Calibration and evaluation never share a document. Documents
+  are joined with a blank line.
 - ``wikitext2``: ``wikitext`` / ``wikitext-2-raw-v1``; test rows joined with ``"\\n\\n"``
   (protocol), train rows joined with ``" "`` (as the SparseGPT/Wanda calibration code does).
 - ``ptb``: ``ptb_text_only`` / ``penn_treebank``, the ``sentence`` column joined with ``" "``.
@@ -139,10 +140,19 @@ def _check_split(name: str, split: str) -> None:
 
 
 def split_by_document(docs: list[str], split: str) -> list[str]:
-    """Deterministic document-level split: the last :data:`TEST_FRACTION` (>= 1 doc) is test."""
+    """Deterministic document-level split: ``test`` is the shortest run of final documents that
+    holds at least :data:`TEST_FRACTION` of the characters (>= 1 document), ``train`` the rest.
+
+    By characters rather than by count: the Wikipedia sample mixes title-only stubs and long
+    articles, and its last 10 % of documents hold only 3 % of its text.
+    """
     if len(docs) < 2:
         raise AptError(f"{len(docs)} document(s): too few to split into train and test")
-    n_test = max(1, round(len(docs) * TEST_FRACTION))
+    total = sum(len(d) for d in docs)
+    n_test, chars = 0, 0
+    while n_test < len(docs) - 1 and (n_test == 0 or chars < TEST_FRACTION * total):
+        n_test += 1
+        chars += len(docs[-n_test])
     return docs[-n_test:] if split == "test" else docs[:-n_test]
 
 
