@@ -144,5 +144,8 @@ def test_cli_ppl_writes_metrics(tmp_path, tiny_model_dir, tiny_text_file):
                "--seqlen", "1024", "--out", str(tmp_path / "bad.json"))
     assert bad.returncode == 2 and "context of 256" in bad.stderr
     assert not (tmp_path / "bad.json").exists()
+    unknown = _apt("eval", "ppl", "--model", str(model_dir), "--dataset", "no-such-set",
+                   "--seqlen", "16", "--out", str(tmp_path / "u.json"))
+    assert unknown.returncode == 2 and "unknown dataset 'no-such-set'; known" in unknown.stderr
     missing = _apt("eval", "ppl", "--model", str(model_dir), "--out", str(tmp_path / "x.json"))
     assert missing.returncode == 2 and "--dataset" in missing.stderr

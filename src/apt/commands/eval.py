@@ -112,11 +112,22 @@ def _settings(args, device: str, **extra) -> dict:
     return keep
 
 
+def _check_dataset(name: str) -> None:
+    from pathlib import Path
+
+    from apt.data.sources import KNOWN_DATASETS
+
+    if name not in KNOWN_DATASETS and not Path(name).is_file():
+        raise AptError(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS) or '(none)'}, "
+                       "or a path to a text file")
+
+
 def run_ppl(args) -> int:
     from apt.eval.perplexity import evaluate_perplexity
     from apt.io import write_json_atomic
     from apt.provenance import environment
 
+    _check_dataset(args.dataset)  # before the (slow) model load
     (model, tokenizer), device = _load(args)
     res = evaluate_perplexity(model, tokenizer, args.dataset, args.seqlen,
                               batch_size=args.batch_size, max_windows=args.max_windows,
