@@ -98,8 +98,10 @@ def fake_hub(monkeypatch):
 
     def load(path, name, split, data_files=None):
         calls.append((path, name, split, data_files))
-        if path == "allenai/c4":
-            return {"text": [f"{split} doc {i}" for i in range(1500)]}
+        if path == "allenai/c4":  # a real `datasets.Dataset`, whose columns are lazy
+            from datasets import Dataset
+
+            return Dataset.from_dict({"text": [f"{split} doc {i}" for i in range(1500)]})
         column = "sentence" if path == "ptb_text_only" else "text"
         return {column: [f"{split} row 1", "", f"{split} row 2"]}
 

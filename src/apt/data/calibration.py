@@ -176,9 +176,9 @@ def sample_calibration_with_info(tokenizer, dataset: str, nsamples: int, seqlen:
     info = {"dataset": dataset, "split": split, "nsamples": int(nsamples), "seqlen": int(seqlen),
             "seed": int(seed)}
     if rule == "documents" and dataset in sources.HUB_DATASETS:
-        docs = sources.load_documents(dataset, split)
+        docs = sources.document_sequence(dataset, split)
         samples = windows_from_documents(docs, nsamples, seqlen, seed,
-                                         encode=lambda d: _encode(tokenizer, d))
+                                         encode=lambda d: _encode(tokenizer, str(d)))
         return samples, {**info, "rule": "documents", "documents": len(docs)}
     if rule in ("auto", "documents"):
         docs = tokenize_documents(tokenizer, dataset, split)

@@ -183,11 +183,21 @@ def _load_hub_dataset(path: str, name: str | None, split: str, data_files=None):
             f"{', '.join(OFFLINE_TEXTS)}") from None
 
 
-def _hub_rows(spec: HubText) -> list[str]:
+def _hub_rows(spec: HubText):
+    """The column of a hub split as a sequence (lazy where ``datasets`` allows: C4 is large)."""
     ds = _load_hub_dataset(spec.path, spec.name, spec.split, data_files=spec.data_files)
     rows = ds[spec.column]
-    rows = list(rows[: spec.first] if spec.first is not None else rows)
-    return [str(r) for r in rows]
+    return rows[: spec.first] if spec.first is not None else rows
+
+
+def document_sequence(name: str, split: str = "test"):
+    """Like :func:`load_documents` but a hub split may stay a lazy sequence (``len`` and ``[i]``),
+    so that sampling a few documents of the C4 shard does not copy all of them."""
+    name = str(name)
+    if name in HUB_DATASETS:
+        _check_split(name, split)
+        return _hub_rows(HUB_DATASETS[name].splits[split])
+    return load_documents(name, split)
 
 
 def dataset_identity(name: str, split: str) -> dict:
@@ -230,7 +240,7 @@ def load_documents(name: str, split: str = "test") -> list[str]:
                            f"{path}); run `apt assets --only texts` first")
         return split_by_document(_read_text_file(path), split)
     if name in HUB_DATASETS:
-        return _hub_rows(HUB_DATASETS[name].splits[split])
+        return [str(r) for r in _hub_rows(HUB_DATASETS[name].splits[split])]
     p = Path(name).expanduser()
     if p.is_file():
         return _read_text_file(p)
@@ -251,5 +261,5 @@ def load_text(name: str, split: str = "test") -> str:
 
 
 __all__ = ["KNOWN_MODELS", "KNOWN_DATASETS", "HUB_DATASETS", "OFFLINE_TEXTS", "SPLITS",
-           "TEST_FRACTION", "resolve_model", "load_documents", "load_text", "joiner",
+           "TEST_FRACTION", "resolve_model", "load_documents", "document_sequence", "load_text", "joiner",
            "dataset_identity", "split_by_document"]
