@@ -2,8 +2,6 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -114,22 +112,23 @@ def test_token_cache(tmp_path, tiny_model_dir, tiny_text_file):
     assert len(list((tmp_path / "tokens").glob("*.pt"))) == 2
 
 
-def _apt(*args, env_extra=None):
-    import os
+def _apt(capsys, *args):
+    from apt.cli import main
 
-    env = {**os.environ, "APT_CACHE": str(Path(args[-1]).parent / "cache")} if args else None
-    return subprocess.run([sys.executable, "-m", "apt", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    capsys.readouterr()
+    rc = main(list(args))
+    return SimpleNamespace(returncode=rc, stderr=capsys.readouterr().err)
 
 
-def test_cli_ppl_writes_metrics(tmp_path, tiny_model_dir, tiny_text_file):
+def test_cli_ppl_writes_metrics(tmp_path, tiny_model_dir, tiny_text_file, capsys, monkeypatch):
     from apt.models import load_model
 
+    monkeypatch.setenv("APT_CACHE", str(tmp_path / "cache"))
     model_dir = tiny_model_dir("llama")
     cfg = tmp_path / "eval.yaml"
     cfg.write_text(f"model: {model_dir}\nseqlen: 32\nmax-windows: 3\n")
     out = tmp_path / "m" / "ppl.json"
-    res = _apt("eval", "ppl", "--config", str(cfg), "--dataset", str(tiny_text_file),
+    res = _apt(capsys, "eval", "ppl", "--config", str(cfg), "--dataset", str(tiny_text_file),
                "--batch-size", "2", "--out", str(out))
     assert res.returncode == 0, res.stderr
     data = json.loads(out.read_text())
@@ -140,12 +139,12 @@ def test_cli_ppl_writes_metrics(tmp_path, tiny_model_dir, tiny_text_file):
                         progress=False)
     assert data["ppl"] == pytest.approx(direct["ppl"], rel=1e-6)
 
-    bad = _apt("eval", "ppl", "--model", str(model_dir), "--dataset", str(tiny_text_file),
+    bad = _apt(capsys, "eval", "ppl", "--model", str(model_dir), "--dataset", str(tiny_text_file),
                "--seqlen", "1024", "--out", str(tmp_path / "bad.json"))
     assert bad.returncode == 2 and "context of 256" in bad.stderr
     assert not (tmp_path / "bad.json").exists()
-    unknown = _apt("eval", "ppl", "--model", str(model_dir), "--dataset", "no-such-set",
+    unknown = _apt(capsys, "eval", "ppl", "--model", str(model_dir), "--dataset", "no-such-set",
                    "--seqlen", "16", "--out", str(tmp_path / "u.json"))
     assert unknown.returncode == 2 and "unknown dataset 'no-such-set'; known" in unknown.stderr
-    missing = _apt("eval", "ppl", "--model", str(model_dir), "--out", str(tmp_path / "x.json"))
+    missing = _apt(capsys, "eval", "ppl", "--model", str(model_dir), "--out", str(tmp_path / "x.json"))
     assert missing.returncode == 2 and "--dataset" in missing.stderr
