@@ -1,7 +1,139 @@
-"""(to be written: see shared/method.md)."""
+"""APT: optimal multiple removal (MRP, Zhao et al. 2024) in SparseGPT's block-wise frame.
+
+What ``shared/method.md`` asks of it, and where it lives:
+
+1. Block-wise MRP. For each block g of B columns (earlier columns frozen), the block's mask is
+   chosen, then every row removes its pruned set Q of g *jointly*:
+   ``dw* = - w_Q S^-1 G[Q, :]`` with ``G = (H[U, U])^-1[g, g] = R[g, g]^T R[g, g]``
+   (:func:`apt.pruning.mrp.mrp_update`, one masked batched Cholesky for all rows). The change
+   of the columns after g follows from the in-block change alone: ``dw[U] = -z R[g, U]`` with
+   ``z R[g, g] = -dw[g]`` (one triangular solve), so the lazy update is SparseGPT's.
+2. N:M by the joint loss: in each group of M columns (earlier columns frozen), every row
+   evaluates ``L*(Q) = 1/2 w_Q S^-1 w_Q^T`` for all C(M, N) patterns (``S^-1`` is shared by all
+   rows: one small inverse per pattern and group), takes the smallest and applies its update.
+3. Exact refit on the final mask, ``w_K = H[K, K]^-1 (H w)[K]`` with the damped H:
+   ``refit="exact"`` (masked batched Cholesky, rows x n^3/3), ``refit="cg"`` (preconditioned CG
+   from the pruned solution, ``refit_iters`` steps; never increases the error) or ``False``.
+4. Unstructured mask rule inside a block: ``mask_rule`` = ``score`` (SparseGPT's),
+   ``greedy`` (OBC's exact greedy per row), ``swap`` (1-swap refinement of the score mask,
+   ``swap_iters`` rounds); see :mod:`apt.pruning.apt_masks`.
+
+Unstructured counts are exact per matrix and equal to our SparseGPT's: block g prunes
+``floor(s m e) - floor(s m j)`` weights (cumulative over the block ends), ``floor(s m n)`` in all.
+
+Defaults (chosen by measurement, ``benchmarks/apt_variants.py`` ->
+``results/benchmarks/apt_variants.json``): see ``DEFAULTS`` and the note there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from apt.pruning.apt_masks import greedy_mask, score_mask, swap_refine
+from apt.pruning.hessian import prepare
+from apt.pruning.masks import prune_count
+from apt.pruning.mrp import mrp_update, nm_choose, nm_patterns, pattern_operators, refit_cg, \
+    refit_exact
+from apt.pruning.patterns import Pattern
 
 NEEDS_HESSIAN = True
 
+DEFAULTS = {"mask_rule": "score", "refit": "cg", "refit_iters": 20, "swap_iters": 8,
+            "greedy_counts": "score"}
+MASK_RULES = ("score", "greedy", "swap")
+REFITS = ("exact", "cg", False)
 
-def prune(weight, hessian, pattern, sparsity, **options):
-    raise NotImplementedError("apt")
+
+def _tri_right(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Z with Z A = B for upper-triangular A."""
+    return torch.linalg.solve_triangular(A, B, upper=True, left=False)
+
+
+def _unstructured(W, R, sparsity, B, opts):
+    m, n = W.shape
+    mask = torch.zeros_like(W, dtype=torch.bool)
+    done = 0
+    for j in range(0, n, B):
+        e = min(j + B, n)
+        count = prune_count(sparsity, m * e) - done
+        done += count
+        A = R[j:e, j:e]
+        G = A.T @ A
+        W1 = W[:, j:e]
+        rule = opts["mask_rule"]
+        if rule == "score":
+            m1 = score_mask(W1, A, G, count)
+        elif rule == "greedy":
+            m1 = greedy_mask(W1, A, G, count, counts=opts["greedy_counts"])
+        elif rule == "swap":
+            m1 = swap_refine(W1, G, score_mask(W1, A, G, count), opts["swap_iters"])
+        else:
+            raise ValueError(f"mask_rule must be one of {MASK_RULES}; got {rule!r}")
+        dw, _ = mrp_update(W1, G, m1)
+        W[:, j:e] = (W1 + dw).masked_fill(m1, 0.0)
+        if e < n:
+            W[:, e:] -= _tri_right(A, -dw) @ R[j:e, e:]
+        mask[:, j:e] = m1
+    return mask
+
+
+def _nm(W, R, pattern: Pattern, B):
+    m, n = W.shape
+    M, N = pattern.m, pattern.n
+    B = max(M, (B // M) * M)
+    pats = nm_patterns(N, M, device=W.device)
+    idx = torch.arange(n, device=W.device).reshape(n // M, M)
+    Rd = R[idx.unsqueeze(2), idx.unsqueeze(1)]              # diagonal M x M blocks of R
+    Sinv, T = pattern_operators(Rd.transpose(1, 2) @ Rd, pats)
+    pm = torch.zeros(len(pats), M, dtype=torch.bool, device=W.device)
+    pm.scatter_(1, pats, True)
+    mask = torch.zeros_like(W, dtype=torch.bool)
+    for j in range(0, n, B):
+        e = min(j + B, n)
+        W1 = W[:, j:e].clone()
+        Z1 = torch.zeros_like(W1)
+        for c in range(0, e - j, M):
+            t = (j + c) // M
+            w = W1[:, c:c + M]
+            choice, dw, _ = nm_choose(w, pats, Sinv[t], T[t])
+            gm = pm[choice]
+            W1[:, c:c + M] = (w + dw).masked_fill(gm, 0.0)
+            z = _tri_right(Rd[t], -dw)
+            if c + M < e - j:
+                W1[:, c + M:] -= z @ R[j + c:j + c + M, j + c + M:e]
+            Z1[:, c:c + M] = z
+            mask[:, j + c:j + c + M] = gm
+        W[:, j:e] = W1
+        if e < n:
+            W[:, e:] -= Z1 @ R[j:e, e:]
+    return mask
+
+
+def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsity: float,
+          blocksize: int = 128, percdamp: float = 0.01, **options):
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown APT option(s) {sorted(unknown)}; accepted: {sorted(DEFAULTS)}")
+    opts = {**DEFAULTS, **options}
+    if opts["refit"] not in REFITS:
+        raise ValueError(f"refit must be one of {REFITS}; got {opts['refit']!r}")
+    prep = prepare(hessian.to(weight.device), percdamp)
+    H, R = prep.hessian, prep.hinv_chol
+    W = weight.to(dtype=H.dtype).clone()
+    W[:, prep.dead] = 0.0
+    W0 = W.clone()
+    if pattern.structured:
+        mask = _nm(W, R, pattern, blocksize)
+    else:
+        mask = _unstructured(W, R, sparsity, blocksize, opts)
+    mask |= prep.dead.unsqueeze(0)
+    if opts["refit"] == "exact":
+        W = refit_exact(W0, H, mask)
+    elif opts["refit"] == "cg":
+        W = refit_cg(W0, H, mask, W, iters=int(opts["refit_iters"]))
+    W = W.masked_fill(mask, 0.0)
+    info = prep.info()
+    info.update({k: opts[k] for k in ("refit", "refit_iters")})
+    if not pattern.structured:
+        info["mask_rule"] = opts["mask_rule"]
+    return W, mask, info

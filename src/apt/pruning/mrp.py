@@ -1,0 +1,135 @@
+"""The multiple-removal (MRP) algebra of ``shared/method.md``, batched over rows.
+
+For one row ``w`` and a set ``Q`` of weights removed together while the columns of a trailing set
+``U`` stay free, with ``G = (H[U, U])^-1``:
+
+* ``dw* = - w_Q S^-1 G[Q, :]`` with ``S = G[Q, Q]``, and ``L*(Q) = 1/2 w_Q S^-1 w_Q^T``.
+
+Rows carry different sets, so every solve here is a *masked* solve: the k x k system
+``S x_Q = w_Q`` is embedded in the b x b matrix ``D G D + (I - D)`` (``D`` = diag of the row's
+mask), which is SPD whenever ``G`` is, and whose solution is ``x_Q`` on ``Q`` and 0 elsewhere.
+One batched Cholesky then serves every row, whatever its set size; rows are processed in chunks
+so that the (rows x b x b) stack stays within a memory budget.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+
+#: bytes allowed for one (rows x b x b) stack of the masked solves
+CHUNK_BYTES = 256 * 2**20
+
+
+def _row_chunks(m: int, b: int, itemsize: int, factor: int = 2):
+    step = max(1, CHUNK_BYTES // max(1, factor * b * b * itemsize))
+    for s in range(0, m, step):
+        yield slice(s, min(m, s + step))
+
+
+def masked_spd_solve(G: torch.Tensor, mask: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Per row r: ``x[r, Q] = G[Q, Q]^-1 rhs[r, Q]`` with ``Q = mask[r]``, and 0 off ``Q``.
+
+    ``G`` is one SPD (b x b) matrix shared by all rows; ``mask`` (rows x b) bool; ``rhs`` (rows x b).
+    """
+    m, b = mask.shape
+    out = torch.zeros_like(rhs)
+    for sl in _row_chunks(m, b, G.element_size()):
+        d = mask[sl].to(G.dtype)
+        M = G.unsqueeze(0) * d.unsqueeze(2) * d.unsqueeze(1)
+        M.diagonal(dim1=-2, dim2=-1).add_(1.0 - d)
+        L, info = torch.linalg.cholesky_ex(M)
+        x = torch.cholesky_solve((rhs[sl] * d).unsqueeze(-1), L).squeeze(-1)
+        bad = info != 0
+        if bool(bad.any()):  # numerically indefinite submatrix: fall back to an LU solve there
+            x[bad] = torch.linalg.solve(M[bad], (rhs[sl][bad] * d[bad]).unsqueeze(-1)).squeeze(-1)
+        out[sl] = x * d
+    return out
+
+
+def mrp_update(w: torch.Tensor, G: torch.Tensor, mask: torch.Tensor):
+    """Joint removal of each row's set ``mask[r]`` from ``w`` (rows x b), all b columns free.
+
+    Returns ``(dw, loss)``: the optimal change (rows x b; ``w + dw`` is 0 on the mask) and
+    ``L*(Q) = 1/2 w_Q S^-1 w_Q^T`` per row.
+    """
+    x = masked_spd_solve(G, mask, w)          # = w_Q S^-1 on Q, 0 elsewhere
+    dw = -(x @ G)
+    loss = 0.5 * (x * w).sum(1)
+    return dw, loss
+
+
+def nm_patterns(n: int, m: int, device=None) -> torch.Tensor:
+    """All C(m, n) patterns as a (P x n) long tensor of the pruned positions, in lexicographic order."""
+    return torch.tensor(list(itertools.combinations(range(m), n)), dtype=torch.long, device=device)
+
+
+def pattern_operators(G: torch.Tensor, pats: torch.Tensor):
+    """For one group's ``G`` (M x M) and patterns (P x N): ``S_p^-1`` (P x N x N) and
+    ``T_p = S_p^-1 G[Q_p, :]`` (P x N x M), so that ``dw = - w_Q T_p`` and ``L = 1/2 w_Q S_p^-1 w_Q^T``.
+    Works batched over groups too: ``G`` (k x M x M) gives (k x P x ...).
+    """
+    rows = G[..., pats, :]                              # (..., P, N, M)
+    S = G[..., pats.unsqueeze(-1), pats.unsqueeze(-2)]  # (..., P, N, N)
+    Sinv = torch.linalg.inv(S)
+    return Sinv, Sinv @ rows
+
+
+def nm_choose(w: torch.Tensor, pats: torch.Tensor, Sinv: torch.Tensor, T: torch.Tensor):
+    """Best pattern per row by the joint loss, and its update.
+
+    ``w`` (rows x M) are the group's current weights. Returns ``(choice, dw, loss)``: index of the
+    chosen pattern per row, the change (rows x M; zero on the chosen set after adding), the loss.
+    """
+    wq = w[:, pats]                                      # (rows, P, N)
+    losses = 0.5 * torch.einsum("rpi,pij,rpj->rp", wq, Sinv, wq)
+    loss, choice = losses.min(dim=1)
+    dw = -torch.einsum("ri,rij->rj", wq[torch.arange(w.shape[0], device=w.device), choice],
+                       T[choice])
+    return choice, dw, loss
+
+
+def refit_exact(w0: torch.Tensor, H: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
+    """The least-squares optimum on a fixed mask: per row ``w_K = H[K, K]^-1 (H w0)[K]``, 0 on the mask.
+
+    Cost ~ rows x (n^3 / 3): meant for small matrices and for tests; see :func:`refit_cg`.
+    """
+    return masked_spd_solve(H, ~pruned, w0 @ H)
+
+
+def refit_cg(w0: torch.Tensor, H: torch.Tensor, pruned: torch.Tensor, x: torch.Tensor,
+             iters: int = 20) -> torch.Tensor:
+    """The same optimum approached by preconditioned conjugate gradients from ``x``.
+
+    Minimises ``f(x) = 1/2 (x - w0) H (x - w0)^T`` over the kept entries of each row (rows are
+    independent, so alpha and beta are per row). CG never increases ``f`` from one iterate to the
+    next, so starting from a pruned solution it can only lower the layer error. Jacobi
+    preconditioner ``diag(H)``.
+    """
+    keep = (~pruned).to(x.dtype)
+    x = x * keep
+    dinv = 1.0 / torch.diagonal(H)
+    r = -((x - w0) @ H) * keep                           # negative gradient
+    z = r * dinv
+    p = z.clone()
+    rz = (r * z).sum(1, keepdim=True)
+    tiny = torch.finfo(x.dtype).tiny
+    for _ in range(iters):
+        Ap = (p @ H) * keep
+        pAp = (p * Ap).sum(1, keepdim=True)
+        alpha = rz / pAp.clamp_min(tiny)
+        alpha = torch.where(pAp > 0, alpha, torch.zeros_like(alpha))
+        x = x + alpha * p
+        r = r - alpha * Ap
+        z = r * dinv
+        rz_new = (r * z).sum(1, keepdim=True)
+        beta = torch.where(rz > 0, rz_new / rz.clamp_min(tiny), torch.zeros_like(rz))
+        p = z + beta * p
+        rz = rz_new
+    return x * keep
+
+
+def comb(m: int, n: int) -> int:
+    return math.comb(m, n)

@@ -1,0 +1,233 @@
+"""APT solver: oracle tests on tiny problems (brute force from H, lstsq), exact patterns, dtypes.
+
+Every oracle here is computed directly from the (damped) Hessian, not from the Cholesky factor
+the solver uses, so a wrong use of R shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from apt.pruning import prune_matrix
+from apt.pruning.apt_masks import swap_deltas
+from apt.pruning.hessian import prepare
+from apt.pruning.mrp import mrp_update, refit_exact
+
+D = torch.float64
+
+
+def problem(m=5, n=8, T=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(n, n, generator=g, dtype=D) / n ** 0.5 + torch.eye(n, dtype=D)
+    X = mix @ torch.randn(n, T, generator=g, dtype=D)
+    W = torch.randn(m, n, generator=g, dtype=D)
+    return W, (2.0 / T) * X @ X.T, X
+
+
+def err(W0, W1, H):
+    d = (W1.to(D) - W0.to(D))
+    return float(((d @ H.to(D)) * d).sum())
+
+
+def constrained_ls(w, H, free, zero):
+    """Brute force: minimise (v - w) H (v - w)^T over v[free], with v[zero] = 0 and the other
+    entries of v equal to w (frozen). Returns v."""
+    v = w.clone()
+    v[zero] = 0.0
+    F = torch.tensor(free, dtype=torch.long)
+    other = torch.tensor([j for j in range(len(w)) if j not in free], dtype=torch.long)
+    # gradient on F: H[F,F] v_F + H[F,other] v_other - (H w)_F = 0
+    rhs = (H @ w)[F] - H[F][:, other] @ v[other]
+    v[F] = torch.linalg.solve(H[F][:, F], rhs)
+    return v
+
+
+# ---------------------------------------------------------------------------- MRP algebra
+def test_mrp_update_equals_least_squares_refit():
+    W, H, _ = problem(m=6, n=7)
+    G = torch.linalg.inv(H)
+    mask = torch.rand(6, 7, generator=torch.Generator().manual_seed(1)) < 0.5
+    dw, loss = mrp_update(W, G, mask)
+    for r in range(6):
+        Q = mask[r].nonzero().squeeze(1).tolist()
+        K = [j for j in range(7) if j not in Q]
+        v = constrained_ls(W[r], H, K, Q)
+        torch.testing.assert_close(W[r] + dw[r], v, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(loss[r], torch.tensor(0.5 * err(W[r:r + 1], v[None], H), dtype=D),
+                                   rtol=1e-8, atol=1e-12)
+
+
+def test_blockwise_mrp_equals_sequential_least_squares():
+    """Two blocks: block 1 removes its set with all columns free; block 2 with block 1 frozen."""
+    W, H, _ = problem(m=4, n=8)
+    Wp, mask, _ = (lambda r: (r.weight, r.mask, r.info))(
+        prune_matrix(W, H, "apt", 0.5, "unstructured", blocksize=4, percdamp=0.01,
+                     mask_rule="score", refit=False))
+    Hd = prepare(H, 0.01).hessian
+    for r in range(4):
+        Q1 = [j for j in range(4) if mask[r, j]]
+        v = constrained_ls(W[r], Hd, [j for j in range(8) if j not in Q1], Q1)
+        Q2 = [j for j in range(4, 8) if mask[r, j]]
+        sub = list(range(4, 8))
+        v2 = v.clone()
+        v2[sub] = constrained_ls_frozen(v, Hd, sub, Q2)
+        torch.testing.assert_close(Wp[r], v2, rtol=1e-7, atol=1e-9)
+
+
+def constrained_ls_frozen(v, H, sub, zero):
+    """Columns outside ``sub`` frozen at ``v``: minimise the error of the row relative to ``v``
+    (the earlier columns' change is done); returns the new values on ``sub``."""
+    w = v.clone()
+    free = [j for j in sub if j not in zero]
+    out = constrained_ls(w, H, free, zero)
+    return out[sub]
+
+
+# ---------------------------------------------------------------------------- N:M
+@pytest.mark.parametrize("nm", [(2, 4), (4, 8), (1, 3)])
+def test_nm_choice_equals_exhaustive_search(nm):
+    N, M = nm
+    W, H, _ = problem(m=6, n=2 * M, seed=3)
+    res = prune_matrix(W, H, "apt", None, f"{N}:{M}", blocksize=128, percdamp=0.01, refit=False)
+    Hd = prepare(H, 0.01).hessian
+    n = 2 * M
+    for r in range(6):
+        v = W[r].clone()
+        chosen = []
+        for g0 in (0, M):
+            U = list(range(g0, n))
+            best = None
+            for Q in itertools.combinations(range(g0, g0 + M), N):
+                cand = v.clone()
+                cand[U] = constrained_ls(v, Hd, [j for j in U if j not in Q], list(Q))[U]
+                loss = err(v[None], cand[None], Hd)
+                if best is None or loss < best[0]:
+                    best = (loss, Q, cand)
+            chosen.append(best[1])
+            v = best[2]
+        expect = torch.zeros(n, dtype=torch.bool)
+        expect[list(chosen[0] + chosen[1])] = True
+        assert torch.equal(res.mask[r], expect)
+        torch.testing.assert_close(res.weight[r], v, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "4:8"])
+def test_nm_single_group_beats_sparsegpt(pattern):
+    """With one group per row the joint choice is the exact optimum over all masks."""
+    N, M = map(int, pattern.split(":"))
+    for seed in range(3):
+        W, H, _ = problem(m=8, n=M, seed=seed)
+        a = prune_matrix(W, H, "apt", None, pattern, refit=False)
+        s = prune_matrix(W, H, "sparsegpt", None, pattern)
+        assert err(W, a.weight, H) <= err(W, s.weight, H) * (1 + 1e-9) + 1e-12
+
+
+# ---------------------------------------------------------------------------- refit
+def test_refit_exact_equals_lstsq():
+    W, H, X = problem(m=5, n=8, T=40)
+    res = prune_matrix(W, H, "apt", 0.5, "unstructured", percdamp=0.0, refit="exact")
+    for r in range(5):
+        K = (~res.mask[r]).nonzero().squeeze(1)
+        sol = torch.linalg.lstsq(X[K].T, (W[r] @ X).unsqueeze(1)).solution.squeeze(1)
+        torch.testing.assert_close(res.weight[r, K], sol, rtol=1e-7, atol=1e-9)
+        assert (res.weight[r, res.mask[r]] == 0).all()
+
+
+@pytest.mark.parametrize("pattern,sparsity", [("unstructured", 0.5), ("unstructured", 0.7),
+                                              ("2:4", None), ("4:8", None)])
+def test_refit_never_increases_error(pattern, sparsity):
+    W, H, _ = problem(m=16, n=32, T=128, seed=5)
+    out = {}
+    for refit in (False, "cg", "exact"):
+        r = prune_matrix(W, H, "apt", sparsity, pattern, blocksize=8, refit=refit)
+        out[refit] = (r.mask, err(W, r.weight, H))
+    assert torch.equal(out[False][0], out["cg"][0]) and torch.equal(out[False][0], out["exact"][0])
+    assert out["cg"][1] <= out[False][1] * (1 + 1e-9)
+    Hd = prepare(H, 0.01).hessian     # the exact refit is optimal for the damped objective
+    ex = refit_exact(W, Hd, out["exact"][0])
+    cg = prune_matrix(W, H, "apt", sparsity, pattern, blocksize=8, refit="cg").weight
+    assert err(W, ex, Hd) <= err(W, cg, Hd) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("rule", ["score", "swap"])
+def test_single_block_beats_sparsegpt(rule):
+    """One block: APT's score mask is SparseGPT's, and its joint update is the exact optimum for
+    it; swaps only ever lower the joint loss."""
+    for seed in range(3):
+        W, H, _ = problem(m=8, n=16, T=64, seed=seed)
+        a = prune_matrix(W, H, "apt", 0.5, "unstructured", blocksize=16, mask_rule=rule, refit=False)
+        s = prune_matrix(W, H, "sparsegpt", 0.5, "unstructured", blocksize=16)
+        if rule == "score":
+            assert torch.equal(a.mask, s.mask)
+        Hd = prepare(H, 0.01).hessian
+        assert err(W, a.weight, Hd) <= err(W, s.weight, Hd) * (1 + 1e-9)
+
+
+def test_swap_deltas_match_brute_force():
+    W, H, _ = problem(m=3, n=6, seed=7)
+    G = torch.linalg.inv(H)
+    mask = torch.tensor([[1, 0, 1, 0, 0, 1], [0, 1, 1, 0, 0, 0], [1, 1, 0, 1, 0, 1]], dtype=torch.bool)
+    delta, loss = swap_deltas(W, G, mask)
+    _, base = mrp_update(W, G, mask)
+    torch.testing.assert_close(loss, base)
+    for r in range(3):
+        for q in range(6):
+            for c in range(6):
+                if mask[r, q] and not mask[r, c]:
+                    mk = mask[r:r + 1].clone()
+                    mk[0, q], mk[0, c] = False, True
+                    _, l2 = mrp_update(W[r:r + 1], G, mk)
+                    torch.testing.assert_close(delta[r, q, c], l2[0] - base[r], rtol=1e-7,
+                                               atol=1e-10)
+                else:
+                    assert delta[r, q, c] == float("inf")
+
+
+# ---------------------------------------------------------------------------- patterns, dtypes
+@pytest.mark.parametrize("rule", ["score", "greedy", "swap"])
+@pytest.mark.parametrize("sparsity", [0.5, 0.6, 0.7])
+def test_unstructured_count_exact(rule, sparsity):
+    W, H, _ = problem(m=7, n=20, T=80, seed=2)
+    r = prune_matrix(W, H, "apt", sparsity, "unstructured", blocksize=8, mask_rule=rule,
+                     swap_iters=2)
+    import math
+    assert int(r.mask.sum()) == math.floor(sparsity * 7 * 20 + 1e-9)
+    assert (r.weight[r.mask] == 0).all()
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "4:8", "1:3"])
+def test_nm_pattern_exact(pattern):
+    N, M = map(int, pattern.split(":"))
+    W, H, _ = problem(m=6, n=4 * M, seed=4)
+    r = prune_matrix(W, H, "apt", None, pattern, blocksize=2 * M)
+    assert (r.mask.reshape(6, -1, M).sum(-1) == N).all()
+    assert (r.weight[r.mask] == 0).all() and (r.weight[~r.mask] != 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_dtype_and_device_preserved(dtype):
+    W, H, _ = problem(m=8, n=16)
+    r = prune_matrix(W.to(dtype), H.float(), "apt", 0.5, "unstructured", blocksize=8)
+    assert r.weight.dtype == dtype and r.weight.device == W.device and r.mask.dtype == torch.bool
+    assert r.weight.shape == W.shape and (r.weight[r.mask] == 0).all()
+
+
+def test_dead_inputs_pruned():
+    W, H, _ = problem(m=4, n=8)
+    H[2, :] = 0
+    H[:, 2] = 0
+    r = prune_matrix(W, H, "apt", None, "2:4")
+    assert r.mask[:, 2].all() and (r.weight[:, 2] == 0).all() and r.info["dead_inputs"] == 1
+
+
+def test_bad_options():
+    W, H, _ = problem(m=4, n=8)
+    with pytest.raises(ValueError, match="mask_rule"):
+        prune_matrix(W, H, "apt", 0.5, "unstructured", mask_rule="nope")
+    with pytest.raises(ValueError, match="refit"):
+        prune_matrix(W, H, "apt", 0.5, "unstructured", refit="maybe")
+    with pytest.raises(ValueError, match="unknown APT option"):
+        prune_matrix(W, H, "apt", 0.5, "unstructured", bogus=1)
