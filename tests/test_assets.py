@@ -184,6 +184,88 @@ def test_strip_quantization_gives_a_plain_folder(tiny_model_dir, tmp_path):
         assert torch.equal(a, b), n
 
 
+def _write_llama_gguf(model, tokenizer_json: dict, path: Path) -> None:
+    """A float32 GGUF of a HF LLaMA model, laid out as llama.cpp's converter writes it."""
+    import gguf
+    import numpy as np
+
+    c = model.config
+
+    def permute(w, n_head):  # llama.cpp interleaves q/k rows for its rotary layout
+        return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+                .swapaxes(1, 2).reshape(w.shape))
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(c.num_hidden_layers)
+    w.add_context_length(c.max_position_embeddings)
+    w.add_embedding_length(c.hidden_size)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_rope_freq_base(10000.0)
+    w.add_rope_dimension_count(c.hidden_size // c.num_attention_heads)
+    w.add_vocab_size(c.vocab_size)
+    vocab = tokenizer_json["model"]["vocab"]
+    merges = tokenizer_json["model"]["merges"]
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])])
+    w.add_token_types([1] * len(vocab))
+    w.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in merges])
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(0)
+    names = {"model.embed_tokens.weight": "token_embd.weight",
+             "model.norm.weight": "output_norm.weight"}
+    for i in range(c.num_hidden_layers):
+        for hf, gg in [("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"),
+                       ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"),
+                       ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"),
+                       ("mlp.down_proj", "ffn_down"), ("input_layernorm", "attn_norm"),
+                       ("post_attention_layernorm", "ffn_norm")]:
+            names[f"model.layers.{i}.{hf}.weight"] = f"blk.{i}.{gg}.weight"
+    sd = model.state_dict()
+    for hf, gg in names.items():
+        t = sd[hf].numpy().astype(np.float32)
+        if gg.endswith("attn_q.weight"):
+            t = permute(t, c.num_attention_heads)
+        elif gg.endswith("attn_k.weight"):
+            t = permute(t, c.num_key_value_heads)
+        w.add_tensor(gg, np.ascontiguousarray(t))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_convert_gguf_gives_the_same_model_as_a_plain_folder(tiny_model_dir, tmp_path):
+    """A tiny LLaMA written as GGUF comes back, through convert_gguf, weight for weight."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from apt.data.gguf_model import convert_gguf
+
+    src = tiny_model_dir("llama")
+    model = AutoModelForCausalLM.from_pretrained(src)
+    gguf_dir = tmp_path / "gguf"
+    gguf_dir.mkdir()
+    _write_llama_gguf(model, json.loads((src / "tokenizer.json").read_text()),
+                      gguf_dir / "tiny.gguf")
+    raw = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file="tiny.gguf")
+    assert getattr(raw.config, "quantization_config", None)  # what must be stripped
+
+    info = convert_gguf(gguf_dir / "tiny.gguf", tmp_path / "out")
+    assert info["model_type"] == "llama"
+    assert "quantization_config" not in json.loads((tmp_path / "out" / "config.json").read_text())
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    ref = model.state_dict()
+    assert set(again.state_dict()) == set(ref)
+    for name, value in again.state_dict().items():
+        assert torch.equal(value, ref[name]), name
+    text = "The quick brown fox jumps over the lazy dog. Pruning"
+    assert (AutoTokenizer.from_pretrained(tmp_path / "out")(text).input_ids
+            == AutoTokenizer.from_pretrained(src)(text).input_ids)
+
+
 @pytest.mark.slow
 def test_built_smollm2_asset_loads_offline():
     import torch
