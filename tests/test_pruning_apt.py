@@ -231,3 +231,13 @@ def test_bad_options():
         prune_matrix(W, H, "apt", 0.5, "unstructured", refit="maybe")
     with pytest.raises(ValueError, match="unknown APT option"):
         prune_matrix(W, H, "apt", 0.5, "unstructured", bogus=1)
+
+
+def test_joint_block_one_is_sparsegpt():
+    """Sub-blocks of one column reduce the joint update to SparseGPT's OBS loop exactly."""
+    W, H, _ = problem(m=9, n=24, T=96, seed=11)
+    a = prune_matrix(W, H, "apt", 0.6, "unstructured", blocksize=8, joint_block=1, refit=False)
+    s = prune_matrix(W, H, "sparsegpt", 0.6, "unstructured", blocksize=8)
+    assert torch.equal(a.mask, s.mask)
+    torch.testing.assert_close(a.weight, s.weight, rtol=1e-9, atol=1e-11)
+

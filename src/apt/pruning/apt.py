@@ -39,7 +39,7 @@ from apt.pruning.patterns import Pattern
 NEEDS_HESSIAN = True
 
 DEFAULTS = {"mask_rule": "score", "refit": "cg", "refit_iters": 20, "swap_iters": 8,
-            "greedy_counts": "score"}
+            "greedy_counts": "score", "joint_block": 128}
 MASK_RULES = ("score", "greedy", "swap")
 REFITS = ("exact", "cg", False)
 
@@ -47,6 +47,38 @@ REFITS = ("exact", "cg", False)
 def _tri_right(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """Z with Z A = B for upper-triangular A."""
     return torch.linalg.solve_triangular(A, B, upper=True, left=False)
+
+
+def _joint_update(W, R, j, e, m1, b):
+    """Remove each row's set ``m1`` from columns [j, e) of ``W`` in place, jointly within every
+    sub-block of ``b`` columns (b >= e - j: the whole block at once, the exact MRP update for the
+    block; b = 1: SparseGPT's column-by-column update), then the lazy update of columns >= e."""
+    W1 = W[:, j:e]
+    if b >= e - j:
+        A = R[j:e, j:e]
+        dw, _ = mrp_update(W1, A.T @ A, m1)
+        W[:, j:e] = (W1 + dw).masked_fill(m1, 0.0)
+        if e < W.shape[1]:
+            W[:, e:] -= _tri_right(A, -dw) @ R[j:e, e:]
+        return
+    W1 = W1.clone()
+    Z1 = torch.zeros_like(W1)
+    for c in range(0, e - j, b):
+        c2 = min(c + b, e - j)
+        A = R[j + c:j + c2, j + c:j + c2]
+        if c2 - c == 1:
+            z = W1[:, c:c2] * m1[:, c:c2] / A
+            dw = -z * A
+        else:
+            dw, _ = mrp_update(W1[:, c:c2], A.T @ A, m1[:, c:c2])
+            z = _tri_right(A, -dw)
+        W1[:, c:c2] = (W1[:, c:c2] + dw).masked_fill(m1[:, c:c2], 0.0)
+        if c2 < e - j:
+            W1[:, c2:] -= z @ R[j + c:j + c2, j + c2:e]
+        Z1[:, c:c2] = z
+    W[:, j:e] = W1
+    if e < W.shape[1]:
+        W[:, e:] -= Z1 @ R[j:e, e:]
 
 
 def _unstructured(W, R, sparsity, B, opts):
@@ -69,10 +101,7 @@ def _unstructured(W, R, sparsity, B, opts):
             m1 = swap_refine(W1, G, score_mask(W1, A, G, count), opts["swap_iters"])
         else:
             raise ValueError(f"mask_rule must be one of {MASK_RULES}; got {rule!r}")
-        dw, _ = mrp_update(W1, G, m1)
-        W[:, j:e] = (W1 + dw).masked_fill(m1, 0.0)
-        if e < n:
-            W[:, e:] -= _tri_right(A, -dw) @ R[j:e, e:]
+        _joint_update(W, R, j, e, m1, int(opts["joint_block"]))
         mask[:, j:e] = m1
     return mask
 
