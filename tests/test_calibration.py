@@ -115,6 +115,16 @@ def test_offline_splits_do_not_share_windows(tok, tmp_path):
     assert test_stream.numel() < train_stream.numel()
 
 
+def test_cache_follows_the_split_rule(tok, tmp_path, monkeypatch):
+    text = tmp_path / "res" / "text" / "wiki.txt"
+    text.parent.mkdir(parents=True)
+    _text_file(text, [4] * 40)
+    before = calibration.tokenize_documents(tok, "wiki", "test")
+    monkeypatch.setattr(sources, "TEST_FRACTION", 0.5)  # same file, another split
+    after = calibration.tokenize_documents(tok, "wiki", "test")
+    assert len(after) == len(sources.load_documents("wiki", "test")) > len(before)
+
+
 def test_hub_c4_uses_the_document_rule(tok, monkeypatch):
     docs = [_doc(i, n) for i, n in enumerate([4, 60, 5, 70])]
     monkeypatch.setattr(sources, "_load_hub_dataset",

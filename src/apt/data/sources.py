@@ -201,27 +201,28 @@ def document_sequence(name: str, split: str = "test"):
 
 
 def dataset_identity(name: str, split: str) -> dict:
-    """What determines the text of ``name``/``split`` (for cache keys and provenance)."""
-    _check_split(name, split)
-    if name in OFFLINE_TEXTS:
-        from apt.data.assets import sha256_of
+    """What determines the text of ``name``/``split`` (for cache keys and provenance).
 
-        path = resources_dir() / OFFLINE_TEXTS[name]
-        return {"dataset": name, "split": split, "kind": "offline",
-                "sha256": sha256_of(path) if path.is_file() else None,
-                "test_fraction": TEST_FRACTION}
+    Offline and local texts are identified by the sha256 of the split's text itself, so a
+    changed file or a changed splitting rule can never hit a stale cache entry.
+    """
+    import hashlib
+
+    _check_split(name, split)
     if name in HUB_DATASETS:
         spec = HUB_DATASETS[name].splits[split]
         return {"dataset": name, "split": split, "kind": "hub", "path": spec.path,
                 "config": spec.name, "hub_split": spec.split, "data_files": spec.data_files,
                 "first": spec.first, "joiner": spec.joiner}
-    p = Path(name).expanduser()
-    if p.is_file():
-        from apt.data.assets import sha256_of
-
-        return {"dataset": str(p.resolve()), "split": split, "kind": "file",
-                "sha256": sha256_of(p)}
-    raise _unknown_dataset(name)
+    if name in OFFLINE_TEXTS:
+        kind, extra = "offline", {"test_fraction": TEST_FRACTION}
+    elif Path(name).expanduser().is_file():
+        kind, extra = "file", {"path": str(Path(name).expanduser().resolve())}
+    else:
+        raise _unknown_dataset(name)
+    text = load_text(name, split)
+    return {"dataset": name, "split": split, "kind": kind, **extra,
+            "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
 
 def _unknown_dataset(name: str) -> AptError:
