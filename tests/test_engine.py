@@ -157,3 +157,45 @@ def test_true_sequential_prunes_every_group(tiny_model_dir):
     report, _ = prune_model(model, adapter, _ids(), settings, progress=False)
     assert [r["name"] for r in report["modules"]] == list(_prunable_names(model, adapter))
     assert report["totals"]["sparsity"] == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_smollm2_sequential_forward_equals_full_model():
+    from pathlib import Path
+
+    from apt.paths import resources_dir
+
+    path = resources_dir() / "models" / "smollm2-135m"
+    if not (Path(path) / "config.json").is_file():
+        pytest.skip("offline SmolLM2 asset absent (run `apt assets`)")
+    model, _, adapter = _load(path)
+    ids = torch.randint(0, model.config.vocab_size, (1, 64),
+                        generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model(ids).logits
+    torch.testing.assert_close(sequential_logits(model, adapter, ids), full, rtol=1e-4, atol=1e-4)
+
+
+def test_layers_reading_the_same_input_share_statistics(tiny_model_dir):
+    """q/k/v (and gate/up) share one accumulator; its Hessian is the one of their input."""
+    from apt.engine.hooks import accumulate_inputs
+
+    model, _, adapter = _load(tiny_model_dir("llama"))
+    block = adapter.blocks(model)[0]
+    x = torch.randn(2, 10, model.config.hidden_size)
+    seen = {}
+    handle = block.self_attn.q_proj.register_forward_pre_hook(
+        lambda m, inp: seen.setdefault("q", []).append(inp[0].detach().clone()))
+    names = adapter.prunable_names()
+    pos = model.model.rotary_emb(x, torch.arange(10).unsqueeze(0))
+    with torch.no_grad(), accumulate_inputs(adapter, block, names, "cpu") as accs:
+        for _ in range(2):
+            block(x, position_embeddings=pos, attention_mask=None)
+    handle.remove()
+    assert accs["self_attn.k_proj"] is accs["self_attn.q_proj"] is accs["self_attn.v_proj"]
+    assert accs["mlp.up_proj"] is accs["mlp.gate_proj"]
+    assert accs["self_attn.o_proj"] is not accs["self_attn.q_proj"]
+    xs = torch.cat(seen["q"]).reshape(-1, x.shape[-1])
+    expected = 2 * xs.t() @ xs / xs.shape[0]
+    torch.testing.assert_close(accs["self_attn.k_proj"].hessian, expected, rtol=1e-5, atol=1e-5)
+    assert accs["self_attn.v_proj"].ntokens == 40

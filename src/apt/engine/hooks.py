@@ -1,4 +1,9 @@
-"""Forward hooks that accumulate the Hessian ``(2/T) sum x x^T`` of the inputs of prunable layers."""
+"""Forward hooks that accumulate the Hessian ``(2/T) sum x x^T`` of the inputs of prunable layers.
+
+Layers that read the very same input tensor (q/k/v of an attention, gate/up of an MLP) share one
+accumulator: the products ``x x^T`` are computed once per input, not once per layer. Sharing is
+decided by tensor identity in the first forward and checked in every later one.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,40 @@ from apt.models.base import Adapter
 from apt.pruning import HessianAccumulator
 
 
+class _Sharing:
+    """Per forward: the last input tensor added and the accumulator it went to."""
+
+    def __init__(self) -> None:
+        self.last_x: torch.Tensor | None = None
+        self.last_name: str | None = None
+        self.alias: dict[str, str | None] = {}   # name -> name whose accumulator it shares
+
+    def route(self, name: str, x: torch.Tensor) -> str | None:
+        """The name whose accumulator ``x`` is already in (None: add it to ``name``'s)."""
+        same = self.last_name if (self.last_x is not None and x is self.last_x) else None
+        if name in self.alias and self.alias[name] != same:
+            raise RuntimeError(f"input sharing of {name} changed between forwards")
+        self.alias[name] = same
+        if same is None:
+            self.last_x, self.last_name = x, name
+        return same
+
+
 @contextlib.contextmanager
 def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
                       device: torch.device) -> Iterator[dict[str, HessianAccumulator]]:
-    """While inside, every forward of ``block`` adds the inputs of ``names`` to their accumulators."""
+    """While inside, every forward of ``block`` adds the inputs of ``names`` to accumulators.
+
+    The yielded dict maps each name to its accumulator (several names may map to one object).
+    """
     modules = adapter.prunable(block)
     taps = adapter.input_taps(block)
-    accs: dict[str, HessianAccumulator] = {}
+    own: dict[str, HessianAccumulator] = {}
+    sharing = _Sharing()
     handles = []
     for name in names:
         module = modules[name]
-        accs[name] = acc = HessianAccumulator(adapter.in_features(module), device=device)
+        own[name] = acc = HessianAccumulator(adapter.in_features(module), device=device)
         if name in taps:
             source, fn = taps[name]
 
@@ -31,12 +59,20 @@ def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
 
             handles.append(source.register_forward_hook(tap_hook))
         else:
-            def pre_hook(_m, inputs, acc=acc):
-                acc.add(inputs[0].detach())
+            def pre_hook(_m, inputs, acc=acc, name=name):
+                x = inputs[0]
+                if sharing.route(name, x) is None:
+                    acc.add(x.detach())
 
             handles.append(module.register_forward_pre_hook(pre_hook))
+    shared: dict[str, HessianAccumulator] = {}
     try:
-        yield accs
+        yield shared
     finally:
         for h in handles:
             h.remove()
+        for name in names:
+            target = name
+            while sharing.alias.get(target):
+                target = sharing.alias[target]
+            shared[name] = own[target]

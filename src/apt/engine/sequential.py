@@ -133,7 +133,10 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
                 with accumulate_inputs(adapter, block, list(group), device) as accs:
                     _forward_all(block, inputs)
                 for name in group:
-                    rec = _prune_layer(adapter, modules[name], accs[name].hessian, settings)
+                    hessian = accs[name].hessian
+                    if sum(a is accs[name] for a in accs.values()) > 1:
+                        hessian = hessian.clone()  # shared with another layer: keep it intact
+                    rec = _prune_layer(adapter, modules[name], hessian, settings)
                     records.append({"name": f"{adapter.blocks_path}.{i}.{name}", "block": i, **rec})
                 del accs
         inputs.hidden = [inputs.call(block, j) for j in range(len(inputs.hidden))]
@@ -141,7 +144,11 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
         if settings is not None:
             done = [r for r in records if r["block"] == i]
             if done:
-                bar.set_postfix(rel_err=f"{sum(r['rel_error'] for r in done) / len(done):.3g}")
+                mean_err = sum(r["rel_error"] for r in done) / len(done)
+                bar.set_postfix(rel_err=f"{mean_err:.3g}")
+                if not progress:
+                    log.info("block %d/%d pruned: mean relative layer error %.4g (%.1f s so far)",
+                             i + 1, len(blocks), mean_err, time.perf_counter() - t_start)
         if work_dir is not None:
             work_dir.save_block(i, block, inputs.hidden, records)
         if on_block_end is not None:
