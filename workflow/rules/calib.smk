@@ -16,6 +16,8 @@ rule calib:
         ENV
     log:
         f"{R}/logs/calib/{{model}}/{{dataset}}-n{{nsamples}}-l{{seqlen}}-s{{seed}}.log",
+    benchmark:
+        f"{R}/logs/calib/{{model}}/{{dataset}}-n{{nsamples}}-l{{seqlen}}-s{{seed}}.tsv"
     shell:
         "{params.apt} --model {params.model} --dataset {params.dataset}"
         " --nsamples {wildcards.nsamples} --seqlen {wildcards.seqlen} --seed {wildcards.seed}"

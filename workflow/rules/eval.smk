@@ -15,6 +15,7 @@ rule ppl:
         dataset=lambda w: dataset_source(w.dataset),
         seqlen=lambda w: eval_seqlen(w.model),
         windows=f"--max-windows {PPL['max_windows']}" if PPL.get("max_windows") else "",
+        batch=f"--batch-size {PPL.get('batch_size', 1)}",
         dtype=lambda w: dtype_flag(w.model),
     threads: THREADS
     resources:
@@ -23,9 +24,11 @@ rule ppl:
         ENV
     log:
         f"{R}/logs/ppl/{{model}}/{{variant}}/{{dataset}}.log",
+    benchmark:
+        f"{R}/logs/ppl/{{model}}/{{variant}}/{{dataset}}.tsv"
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} {params.apt} --model {params.model} --dataset {params.dataset}"
-        " --seqlen {params.seqlen} {params.windows} --device {params.device} {params.dtype}"
+        " --seqlen {params.seqlen} {params.windows} {params.batch} --device {params.device} {params.dtype}"
         " --out {output} > {log} 2>&1"
 
 
@@ -41,6 +44,7 @@ rule zeroshot:
         model=variant_model,
         tasks=",".join(ZS_TASKS),
         limit=f"--limit {ZS['limit']}" if ZS.get("limit") else "",
+        batch=f"--batch-size {ZS.get('batch_size', 8)}",
         dtype=lambda w: dtype_flag(w.model),
     threads: THREADS
     resources:
@@ -49,6 +53,8 @@ rule zeroshot:
         ENV
     log:
         f"{R}/logs/zeroshot/{{model}}/{{variant}}.log",
+    benchmark:
+        f"{R}/logs/zeroshot/{{model}}/{{variant}}.tsv"
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} {params.apt} --model {params.model} --tasks {params.tasks}"
-        " {params.limit} --device {params.device} {params.dtype} --out {output} > {log} 2>&1"
+        " {params.limit} {params.batch} --device {params.device} {params.dtype} --out {output} > {log} 2>&1"

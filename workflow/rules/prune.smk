@@ -26,6 +26,8 @@ rule prune:
         ENV
     log:
         f"{R}/logs/prune/{{model}}/{{method}}-{{pattern}}.log",
+    benchmark:
+        f"{R}/logs/prune/{{model}}/{{method}}-{{pattern}}.tsv"
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} {params.apt} --model {params.model} --method {wildcards.method}"
         " {params.pattern} --calib {input.calib} {params.calib} --seqlen {params.seqlen}"
