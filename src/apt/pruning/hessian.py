@@ -32,6 +32,24 @@ def compute_dtype(n: int, device: torch.device) -> torch.dtype:
     return torch.float64 if (device.type == "cpu" or n <= 4096) else torch.float32
 
 
+def upper_chol_of_inverse(H: torch.Tensor) -> torch.Tensor | None:
+    """Upper triangular ``R`` with ``H^-1 = R^T R``, or None if ``H`` is not positive definite.
+
+    With the flip ``P`` (reversal of rows and columns), ``P H P = L L^T`` gives
+    ``H^-1 = (P L^-1 P)^T (P L^-1 P)`` and ``P L^-1 P`` is upper triangular with a positive
+    diagonal: the Cholesky factor the reference obtains as ``chol(cholesky_inverse(chol(H)))``,
+    here from one factorization and one triangular solve, without forming ``H^-1``.
+    """
+    L, info = torch.linalg.cholesky_ex(H.flip(0, 1))
+    if int(info) != 0:
+        return None
+    eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+    R = torch.linalg.solve_triangular(L, eye, upper=False).flip(0, 1)
+    if not bool(torch.isfinite(R).all()) or not bool((torch.diagonal(R) > 0).all()):
+        return None
+    return R
+
+
 def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,
             dtype: torch.dtype | None = None) -> PreparedHessian:
     n = hessian.shape[0]
@@ -47,12 +65,9 @@ def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,
     for _ in range(max_retries + 1):
         Hd = H.clone()
         Hd[idx, idx] += damp * mean_diag
-        L, info = torch.linalg.cholesky_ex(Hd)
-        if int(info) == 0:
-            hinv = torch.cholesky_inverse(L)
-            R, info2 = torch.linalg.cholesky_ex(hinv, upper=True)
-            if int(info2) == 0 and torch.isfinite(R).all():
-                return PreparedHessian(Hd, R, dead, damp, retries)
+        R = upper_chol_of_inverse(Hd)
+        if R is not None:
+            return PreparedHessian(Hd, R, dead, damp, retries)
         retries.append(damp)
         damp = damp * 10 if damp > 0 else 1e-6
     raise ValueError(f"the Hessian is not positive definite even with damping {retries[-1]:g} x "
