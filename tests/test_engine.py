@@ -7,7 +7,6 @@ from apt.engine import PruneSettings, WorkDir, prune_model, relative_error, save
 from apt.engine import sequential_logits
 from apt.models import adapter_for, load_model
 from apt.pruning import METHODS, HessianAccumulator
-from tiny_models import make_tiny_model
 
 
 def _ids(n=3, length=16, seed=0):
@@ -107,8 +106,8 @@ class _Killed(Exception):
     pass
 
 
-def test_killed_run_resumes_with_identical_weights(family, tmp_path):
-    path = make_tiny_model(family, tmp_path / "model", layers=3)
+def test_killed_run_resumes_with_identical_weights(tiny_model_dir, family, tmp_path):
+    path = tiny_model_dir(family)
     settings = PruneSettings(method="wanda", sparsity=0.5)
     ids = _ids()
 
@@ -116,20 +115,20 @@ def test_killed_run_resumes_with_identical_weights(family, tmp_path):
     prune_model(model, adapter, ids, settings, progress=False)
     reference = model.state_dict()
 
-    def kill_after_block_1(i):
-        if i == 1:
+    def kill_after_block_0(i):
+        if i == 0:
             raise _Killed
 
     model, _, adapter = _load(path)
     work = WorkDir(tmp_path / "work", "fp-1")
     with pytest.raises(_Killed):
-        prune_model(model, adapter, ids, settings, work_dir=work, on_block_end=kill_after_block_1,
+        prune_model(model, adapter, ids, settings, work_dir=work, on_block_end=kill_after_block_0,
                     progress=False)
     model, _, adapter = _load(path)  # a fresh process would start from the dense model
     report, _ = prune_model(model, adapter, ids, settings, work_dir=WorkDir(work.path, "fp-1"),
                             progress=False)
-    assert report["resumed_after_blocks"] == 2
-    assert {r["block"] for r in report["modules"]} == {0, 1, 2}
+    assert report["resumed_after_blocks"] == 1
+    assert {r["block"] for r in report["modules"]} == {0, 1}
     resumed = model.state_dict()
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from apt.errors import AptError
-from apt.models import adapter_for, check_folder, load_model, supported_model_types
+from apt.models import adapter_for, load_model, supported_model_types
 from tiny_models import FAMILIES
 
 
@@ -117,7 +117,7 @@ def test_unsupported_architecture_names_supported_ones(tiny_model_dir, tmp_path)
     cfg["model_type"] = "gpt_neox"
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(AptError, match="unsupported architecture") as err:
-        check_folder(d)
+        load_model(str(d), require_adapter=True)
     for t in ("llama", "opt", "gpt2", "mamba", "qwen2", "mistral"):
         assert t in str(err.value)
     assert set(FAMILIES) <= set(supported_model_types())

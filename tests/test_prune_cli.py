@@ -122,6 +122,7 @@ def _short_calib(tmp_path, rows=2, cols=24, high=300):
     ("device", "cuda"),
     ("option", "expected KEY=VALUE"),
     ("tooshort", "tiny.txt"),
+    ("architecture", "unsupported architecture"),
 ])
 def test_bad_input_is_refused_before_pruning(tiny_model_dir, tiny_text_file, tmp_path, capsys,
                                              no_pruning, case, message):
@@ -160,6 +161,10 @@ def test_bad_input_is_refused_before_pruning(tiny_model_dir, tiny_text_file, tmp
         extra = ["--device", "cuda"]
     elif case == "option":
         extra = ["--option", "novalue"]
+    elif case == "architecture":
+        model = shutil.copytree(model, tmp_path / "m")
+        cfg = json.loads((model / "config.json").read_text())
+        (model / "config.json").write_text(json.dumps({**cfg, "model_type": "gpt_neox"}))
     elif case == "tooshort":
         text = tmp_path / "tiny.txt"
         text.write_text("too short")

@@ -177,7 +177,8 @@ def run(args) -> int:
     if str(args.calib).endswith(".pt"):
         calib_ids, calib_settings = load_calib_file(Path(args.calib), args.nsamples, args.seqlen)
 
-    model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype), device="cpu")
+    model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype), device="cpu",
+                                  require_adapter=True)
     adapter = adapter_for(model)
     limit = adapter.max_positions(model.config)
     if limit is not None and args.seqlen > limit:

@@ -46,8 +46,12 @@ def _check_safetensors(path: Path) -> None:
                        "save the checkpoint again") from None
 
 
-def check_folder(folder: Path) -> dict:
-    """Validate a local HF checkpoint folder; returns its config as a dict."""
+def check_folder(folder: Path, require_adapter: bool = True) -> dict:
+    """Validate a local HF checkpoint folder; returns its config as a dict.
+
+    With ``require_adapter`` an architecture no adapter knows is refused here, before the
+    weights are read.
+    """
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise AptError(f"{folder}: no config.json, so this is not a Hugging Face checkpoint "
@@ -59,10 +63,11 @@ def check_folder(folder: Path) -> dict:
     if not isinstance(config, dict):
         raise AptError(f"{cfg_path}: expected a JSON object")
 
-    class _Cfg:  # adapter_for only needs .model_type
-        model_type = config.get("model_type")
+    if require_adapter:
+        class _Cfg:  # adapter_for only needs .model_type
+            model_type = config.get("model_type")
 
-    adapter_for(_Cfg)
+        adapter_for(_Cfg)
     index = folder / _INDEX
     if index.is_file():
         try:
@@ -85,13 +90,18 @@ def check_folder(folder: Path) -> dict:
     return config
 
 
-def load_model(source: str, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-    """``(model, tokenizer)`` for a local folder or a hub id, in eval mode, on ``device``."""
+def load_model(source: str, dtype: torch.dtype = torch.float32, device: str = "cpu",
+               require_adapter: bool = False):
+    """``(model, tokenizer)`` for a local folder or a hub id, in eval mode, on ``device``.
+
+    ``require_adapter=True`` (pruning) refuses, before loading weights, an architecture that has
+    no family adapter; evaluation can load any causal LM.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(source)
     if Path(path).is_dir():
-        check_folder(Path(path))
+        check_folder(Path(path), require_adapter)
     try:
         model, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
                                                            output_loading_info=True)
@@ -100,7 +110,8 @@ def load_model(source: str, dtype: torch.dtype = torch.float32, device: str = "c
     except Exception as exc:  # transformers raises OSError/ValueError/RuntimeError/SafetensorError
         raise AptError(f"could not load model {source!r} from {path}: {type(exc).__name__}: "
                        f"{exc}") from None
-    adapter_for(model)
+    if require_adapter:
+        adapter_for(model)
     tied = set(getattr(model, "_tied_weights_keys", None) or {})
     missing = [k for k in info.get("missing_keys", []) if k not in tied]
     if missing:
