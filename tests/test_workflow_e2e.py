@@ -81,6 +81,17 @@ def test_a_second_run_does_nothing(project):
     assert "Running stage" not in again.stdout
 
 
+def test_snakemake_html_report_holds_the_tables_and_plots(project):
+    p, _ = project
+    res = snakemake(p, "--report", "report.zip")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    import zipfile
+
+    names = zipfile.ZipFile(p / "report.zip").namelist()
+    assert any(n.endswith("ppl.md") for n in names)
+    assert any(n.endswith("llama-ppl.png") for n in names)
+
+
 def test_changing_one_sparsity_reruns_only_its_jobs(project):
     p, cfg = project
     changed = copy.deepcopy(cfg)

@@ -13,7 +13,7 @@ import io
 import math
 from dataclasses import dataclass
 
-from apt.report.records import Record, Variant
+from apt.report.records import Record, Variant, short_model_name
 
 METHOD_ORDER = ("dense", "magnitude", "wanda", "sparsegpt", "apt")
 METHOD_LABELS = {"dense": "Dense", "magnitude": "Magnitude", "wanda": "Wanda",
@@ -146,7 +146,7 @@ def _notes(recs: list[Record], kind: str) -> list[str]:
                      c.get("seed"))
                     for r in recs if isinstance(c := r.settings.get("calibration"), dict)}, key=str)
     for ds, n, L, seed in calib:
-        notes.append(f"calibration: {n} x {L} tokens of {ds}, seed {seed}")
+        notes.append(f"calibration: {n} x {L} tokens of {short_model_name(str(ds))}, seed {seed}")
     return notes
 
 
