@@ -39,7 +39,7 @@ from apt.pruning.patterns import Pattern
 NEEDS_HESSIAN = True
 
 DEFAULTS = {"mask_rule": "score", "refit": "cg", "refit_iters": 20, "swap_iters": 8,
-            "greedy_counts": "score", "joint_block": 128}
+            "greedy_counts": "score", "joint_block": 128, "score": "sparsegpt"}
 MASK_RULES = ("score", "greedy", "swap")
 REFITS = ("exact", "cg", False)
 
@@ -84,6 +84,7 @@ def _joint_update(W, R, j, e, m1, b):
 def _unstructured(W, R, sparsity, B, opts):
     m, n = W.shape
     mask = torch.zeros_like(W, dtype=torch.bool)
+    full_diag = R.pow(2).sum(0)          # diag(H^-1): single-removal loss with every column free
     done = 0
     for j in range(0, n, B):
         e = min(j + B, n)
@@ -93,8 +94,16 @@ def _unstructured(W, R, sparsity, B, opts):
         G = A.T @ A
         W1 = W[:, j:e]
         rule = opts["mask_rule"]
+        if opts["score"] == "sparsegpt":
+            denom = None
+        elif opts["score"] == "block":
+            denom = torch.diagonal(G)
+        elif opts["score"] == "full":
+            denom = full_diag[j:e]
+        else:
+            raise ValueError(f"score must be 'sparsegpt', 'block' or 'full'; got {opts['score']!r}")
         if rule == "score":
-            m1 = score_mask(W1, A, G, count)
+            m1 = score_mask(W1, A, G, count, denom)
         elif rule == "greedy":
             m1 = greedy_mask(W1, A, G, count, counts=opts["greedy_counts"])
         elif rule == "swap":

@@ -26,8 +26,12 @@ def _lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
     return mask.reshape(scores.shape)
 
 
-def score_mask(w: torch.Tensor, A: torch.Tensor, G: torch.Tensor, count: int) -> torch.Tensor:
-    return _lowest(w.pow(2) / torch.diagonal(A).pow(2).unsqueeze(0), count)
+def score_mask(w: torch.Tensor, A: torch.Tensor, G: torch.Tensor, count: int,
+               denom: torch.Tensor | None = None) -> torch.Tensor:
+    """Lowest ``w^2 / denom`` over the block; ``denom`` defaults to SparseGPT's ``A_jj^2``."""
+    if denom is None:
+        denom = torch.diagonal(A).pow(2)
+    return _lowest(w.pow(2) / denom.unsqueeze(0), count)
 
 
 def _prefix_mask(order: torch.Tensor, counts: torch.Tensor, b: int) -> torch.Tensor:
