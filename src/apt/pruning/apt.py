@@ -39,7 +39,8 @@ from apt.pruning.patterns import Pattern
 NEEDS_HESSIAN = True
 
 DEFAULTS = {"mask_rule": "score", "refit": "cg", "refit_iters": 20, "swap_iters": 8,
-            "greedy_counts": "score", "joint_block": 128, "score": "sparsegpt"}
+            "greedy_counts": "score", "joint_block": 128, "score": "sparsegpt",
+            "nm_loss": "trailing"}
 MASK_RULES = ("score", "greedy", "swap")
 REFITS = ("exact", "cg", False)
 
@@ -115,17 +116,36 @@ def _unstructured(W, R, sparsity, B, opts):
     return mask
 
 
-def _nm(W, R, pattern: Pattern, B):
+def _nm(W, R, pattern: Pattern, B, choice_loss="trailing"):
     m, n = W.shape
     M, N = pattern.m, pattern.n
     B = max(M, (B // M) * M)
     pats = nm_patterns(N, M, device=W.device)
+    P = len(pats)
     idx = torch.arange(n, device=W.device).reshape(n // M, M)
     Rd = R[idx.unsqueeze(2), idx.unsqueeze(1)]              # diagonal M x M blocks of R
     Sinv, T = pattern_operators(Rd.transpose(1, 2) @ Rd, pats)
-    pm = torch.zeros(len(pats), M, dtype=torch.bool, device=W.device)
+    if choice_loss == "full":      # choose with every column free (what the refit will see)
+        Rc = R[:, idx].permute(1, 0, 2)                       # (groups, n, M)
+        Sc, _ = pattern_operators(Rc.transpose(1, 2) @ Rc, pats)
+    elif choice_loss == "trailing":
+        Sc = Sinv
+    else:
+        raise ValueError(f"nm_loss must be 'trailing' or 'full'; got {choice_loss!r}")
+    # Every pattern's loss is a quadratic form and its update a linear map of the group's
+    # weights: L_p = (w x w) . K_p and dw_p = -w F_p, so one matmul each serves all rows.
+    G_ = idx.shape[0]
+    K = torch.zeros(G_, P, M, M, dtype=W.dtype, device=W.device)
+    K[:, torch.arange(P).unsqueeze(1).unsqueeze(2), pats.unsqueeze(2), pats.unsqueeze(1)] = 0.5 * Sc
+    K = K.reshape(G_, P, M * M).transpose(1, 2)                # (groups, M*M, P)
+    F = torch.zeros(G_, P, M, M, dtype=W.dtype, device=W.device)
+    F[:, torch.arange(P).unsqueeze(1), pats] = T                # F_p[Q_i, :] = T_p[i, :]
+    F = F.permute(0, 2, 1, 3).reshape(G_, M, P * M)            # (groups, M, P*M)
+    Rdinv = torch.linalg.inv(Rd)
+    pm = torch.zeros(P, M, dtype=torch.bool, device=W.device)
     pm.scatter_(1, pats, True)
     mask = torch.zeros_like(W, dtype=torch.bool)
+    rows = torch.arange(m, device=W.device)
     for j in range(0, n, B):
         e = min(j + B, n)
         W1 = W[:, j:e].clone()
@@ -133,10 +153,12 @@ def _nm(W, R, pattern: Pattern, B):
         for c in range(0, e - j, M):
             t = (j + c) // M
             w = W1[:, c:c + M]
-            choice, dw, _ = nm_choose(w, pats, Sinv[t], T[t])
+            quad = (w.unsqueeze(2) * w.unsqueeze(1)).reshape(m, M * M)
+            choice = (quad @ K[t]).argmin(1)
+            dw = -(w @ F[t]).view(m, P, M)[rows, choice]
             gm = pm[choice]
             W1[:, c:c + M] = (w + dw).masked_fill(gm, 0.0)
-            z = _tri_right(Rd[t], -dw)
+            z = -dw @ Rdinv[t]                                 # z R[g, g] = -dw
             if c + M < e - j:
                 W1[:, c + M:] -= z @ R[j + c:j + c + M, j + c + M:e]
             Z1[:, c:c + M] = z
@@ -161,7 +183,7 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     W[:, prep.dead] = 0.0
     W0 = W.clone()
     if pattern.structured:
-        mask = _nm(W, R, pattern, blocksize)
+        mask = _nm(W, R, pattern, blocksize, opts["nm_loss"])
     else:
         mask = _unstructured(W, R, sparsity, blocksize, opts)
     mask |= prep.dead.unsqueeze(0)
