@@ -32,14 +32,14 @@ def _series(recs: list[Record], value) -> dict[str, dict[str, list[tuple[float, 
             continue
         entry = out.setdefault(v.method, {"line": list(dense)})
         entry.setdefault(v.pattern if v.structured else "line", []).append((v.sparsity, y))
-    if dense and not out:
-        out["dense"] = {"line": dense}
     return out
 
 
-def _draw(ax, series, logy: bool) -> None:
+def _draw(ax, series, logy: bool, dense: float | None = None) -> None:
     import matplotlib
 
+    if dense is not None and not math.isnan(dense):
+        ax.axhline(dense, linestyle="--", color="gray", linewidth=1, label="Dense")
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, method in enumerate(sorted(series, key=method_key)):
         color = colors[i % len(colors)]
@@ -53,6 +53,8 @@ def _draw(ax, series, logy: bool) -> None:
             else:
                 ax.scatter(xs, ys, marker=_MARKERS.get(key, "P"), color=color, s=50,
                            facecolors="none", label=f"{label} {key}")
+    if not series:
+        ax.set_xlim(-5, 100)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel("sparsity (%)")
@@ -77,7 +79,9 @@ def plot_model(model: str, records: list[Record], plots_dir: Path) -> list[Path]
                                  squeeze=False)
         for ax, d in zip(axes[0], datasets):
             recs = [r for r in ppl if d in r.values]
-            _draw(ax, _series(recs, lambda r: r.values[d]), logy=True)
+            dense = [r.values[d] for r in recs if r.variant.method == "dense"]
+            _draw(ax, _series(recs, lambda r: r.values[d]), logy=True,
+                  dense=dense[0] if dense else None)
             ax.set_title(f"{model}: {DATASET_LABELS.get(d, d)}")
             ax.set_ylabel("perplexity")
         figs.append((fig, axes[0][-1], plots_dir / f"{_safe(model)}-ppl.png"))
@@ -88,7 +92,8 @@ def plot_model(model: str, records: list[Record], plots_dir: Path) -> list[Path]
             return sum(accs) / len(accs) if accs else None
 
         fig, ax = plt.subplots(figsize=(5, 3.6))
-        _draw(ax, _series(zs, mean_acc), logy=False)
+        dense = [mean_acc(r) for r in zs if r.variant.method == "dense"]
+        _draw(ax, _series(zs, mean_acc), logy=False, dense=dense[0] if dense else None)
         ax.set_title(f"{model}: mean zero-shot accuracy")
         ax.set_ylabel("accuracy")
         figs.append((fig, ax, plots_dir / f"{_safe(model)}-acc.png"))
