@@ -65,7 +65,7 @@ def test_blockwise_mrp_equals_sequential_least_squares():
     W, H, _ = problem(m=4, n=8)
     Wp, mask, _ = (lambda r: (r.weight, r.mask, r.info))(
         prune_matrix(W, H, "apt", 0.5, "unstructured", blocksize=4, percdamp=0.01,
-                     mask_rule="score", refit=False))
+                     mask_rule="score", joint_block=4, refit=False))
     Hd = prepare(H, 0.01).hessian
     for r in range(4):
         Q1 = [j for j in range(4) if mask[r, j]]
@@ -145,7 +145,7 @@ def test_refit_never_increases_error(pattern, sparsity):
         r = prune_matrix(W, H, "apt", sparsity, pattern, blocksize=8, refit=refit)
         out[refit] = (r.mask, err(W, r.weight, H))
     assert torch.equal(out[False][0], out["cg"][0]) and torch.equal(out[False][0], out["exact"][0])
-    assert out["cg"][1] <= out[False][1] * (1 + 1e-9)
+    assert out["cg"][1] <= out[False][1] * (1 + 1e-6)   # float32 CG: rounding only
     Hd = prepare(H, 0.01).hessian     # the exact refit is optimal for the damped objective
     ex = refit_exact(W, Hd, out["exact"][0])
     cg = prune_matrix(W, H, "apt", sparsity, pattern, blocksize=8, refit="cg").weight
@@ -158,7 +158,8 @@ def test_single_block_beats_sparsegpt(rule):
     it; swaps only ever lower the joint loss."""
     for seed in range(3):
         W, H, _ = problem(m=8, n=16, T=64, seed=seed)
-        a = prune_matrix(W, H, "apt", 0.5, "unstructured", blocksize=16, mask_rule=rule, refit=False)
+        a = prune_matrix(W, H, "apt", 0.5, "unstructured", blocksize=16, mask_rule=rule,
+                         score="sparsegpt", joint_block=16, refit=False)
         s = prune_matrix(W, H, "sparsegpt", 0.5, "unstructured", blocksize=16)
         if rule == "score":
             assert torch.equal(a.mask, s.mask)
@@ -209,6 +210,7 @@ def test_nm_pattern_exact(pattern):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_dtype_and_device_preserved(dtype):
+    """CPU here; the code never names a device (every tensor is made on the weight's device)."""
     W, H, _ = problem(m=8, n=16)
     r = prune_matrix(W.to(dtype), H.float(), "apt", 0.5, "unstructured", blocksize=8)
     assert r.weight.dtype == dtype and r.weight.device == W.device and r.mask.dtype == torch.bool
@@ -229,6 +231,10 @@ def test_bad_options():
         prune_matrix(W, H, "apt", 0.5, "unstructured", mask_rule="nope")
     with pytest.raises(ValueError, match="refit"):
         prune_matrix(W, H, "apt", 0.5, "unstructured", refit="maybe")
+    with pytest.raises(ValueError, match="refit_dtype"):
+        prune_matrix(W, H, "apt", 0.5, "unstructured", refit_dtype="half")
+    with pytest.raises(ValueError, match="score"):
+        prune_matrix(W, H, "apt", 0.5, "unstructured", score="nope")
     with pytest.raises(ValueError, match="unknown APT option"):
         prune_matrix(W, H, "apt", 0.5, "unstructured", bogus=1)
 
@@ -236,7 +242,8 @@ def test_bad_options():
 def test_joint_block_one_is_sparsegpt():
     """Sub-blocks of one column reduce the joint update to SparseGPT's OBS loop exactly."""
     W, H, _ = problem(m=9, n=24, T=96, seed=11)
-    a = prune_matrix(W, H, "apt", 0.6, "unstructured", blocksize=8, joint_block=1, refit=False)
+    a = prune_matrix(W, H, "apt", 0.6, "unstructured", blocksize=8, joint_block=1,
+                     score="sparsegpt", refit=False)
     s = prune_matrix(W, H, "sparsegpt", 0.6, "unstructured", blocksize=8)
     assert torch.equal(a.mask, s.mask)
     torch.testing.assert_close(a.weight, s.weight, rtol=1e-9, atol=1e-11)

@@ -38,8 +38,8 @@ from apt.pruning.patterns import Pattern
 
 NEEDS_HESSIAN = True
 
-DEFAULTS = {"mask_rule": "score", "refit": "cg", "refit_iters": 20, "swap_iters": 8,
-            "greedy_counts": "score", "joint_block": 128, "score": "sparsegpt",
+DEFAULTS = {"mask_rule": "score", "score": "full", "joint_block": 1, "refit": "cg",
+            "refit_iters": 10, "refit_dtype": "float32", "swap_iters": 8, "greedy_counts": "score",
             "nm_loss": "trailing"}
 MASK_RULES = ("score", "greedy", "swap")
 REFITS = ("exact", "cg", False)
@@ -62,17 +62,29 @@ def _joint_update(W, R, j, e, m1, b):
         if e < W.shape[1]:
             W[:, e:] -= _tri_right(A, -dw) @ R[j:e, e:]
         return
+    if b == 1:          # SparseGPT's loop, on a transposed copy so each column is contiguous
+        W1T = W1.t().contiguous()
+        mT = m1.t()
+        A = R[j:e, j:e]
+        d = torch.diagonal(A)
+        Z1T = torch.empty_like(W1T)
+        zero = torch.zeros((), dtype=W.dtype, device=W.device)
+        for i in range(e - j):
+            z = torch.where(mT[i], W1T[i], zero) / d[i]
+            W1T[i:].addr_(A[i, i:], z, alpha=-1.0)
+            W1T[i].masked_fill_(mT[i], 0.0)
+            Z1T[i] = z
+        W[:, j:e] = W1T.t()
+        if e < W.shape[1]:
+            W[:, e:] -= Z1T.t() @ R[j:e, e:]
+        return
     W1 = W1.clone()
     Z1 = torch.zeros_like(W1)
     for c in range(0, e - j, b):
         c2 = min(c + b, e - j)
         A = R[j + c:j + c2, j + c:j + c2]
-        if c2 - c == 1:
-            z = W1[:, c:c2] * m1[:, c:c2] / A
-            dw = -z * A
-        else:
-            dw, _ = mrp_update(W1[:, c:c2], A.T @ A, m1[:, c:c2])
-            z = _tri_right(A, -dw)
+        dw, _ = mrp_update(W1[:, c:c2], A.T @ A, m1[:, c:c2])
+        z = _tri_right(A, -dw)
         W1[:, c:c2] = (W1[:, c:c2] + dw).masked_fill(m1[:, c:c2], 0.0)
         if c2 < e - j:
             W1[:, c2:] -= z @ R[j + c:j + c2, j + c2:e]
@@ -106,9 +118,9 @@ def _unstructured(W, R, sparsity, B, opts):
         if rule == "score":
             m1 = score_mask(W1, A, G, count, denom)
         elif rule == "greedy":
-            m1 = greedy_mask(W1, A, G, count, counts=opts["greedy_counts"])
+            m1 = greedy_mask(W1, A, G, count, counts=opts["greedy_counts"], denom=denom)
         elif rule == "swap":
-            m1 = swap_refine(W1, G, score_mask(W1, A, G, count), opts["swap_iters"])
+            m1 = swap_refine(W1, G, score_mask(W1, A, G, count, denom), opts["swap_iters"])
         else:
             raise ValueError(f"mask_rule must be one of {MASK_RULES}; got {rule!r}")
         _joint_update(W, R, j, e, m1, int(opts["joint_block"]))
@@ -136,10 +148,11 @@ def _nm(W, R, pattern: Pattern, B, choice_loss="trailing"):
     # weights: L_p = (w x w) . K_p and dw_p = -w F_p, so one matmul each serves all rows.
     G_ = idx.shape[0]
     K = torch.zeros(G_, P, M, M, dtype=W.dtype, device=W.device)
-    K[:, torch.arange(P).unsqueeze(1).unsqueeze(2), pats.unsqueeze(2), pats.unsqueeze(1)] = 0.5 * Sc
+    pidx = torch.arange(P, device=W.device)
+    K[:, pidx.unsqueeze(1).unsqueeze(2), pats.unsqueeze(2), pats.unsqueeze(1)] = 0.5 * Sc
     K = K.reshape(G_, P, M * M).transpose(1, 2)                # (groups, M*M, P)
     F = torch.zeros(G_, P, M, M, dtype=W.dtype, device=W.device)
-    F[:, torch.arange(P).unsqueeze(1), pats] = T                # F_p[Q_i, :] = T_p[i, :]
+    F[:, pidx.unsqueeze(1), pats] = T                # F_p[Q_i, :] = T_p[i, :]
     F = F.permute(0, 2, 1, 3).reshape(G_, M, P * M)            # (groups, M, P*M)
     Rdinv = torch.linalg.inv(Rd)
     pm = torch.zeros(P, M, dtype=torch.bool, device=W.device)
@@ -190,7 +203,10 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     if opts["refit"] == "exact":
         W = refit_exact(W0, H, mask)
     elif opts["refit"] == "cg":
-        W = refit_cg(W0, H, mask, W, iters=int(opts["refit_iters"]))
+        cd = {"float32": torch.float32, "float64": torch.float64}.get(opts["refit_dtype"])
+        if cd is None:
+            raise ValueError(f"refit_dtype must be 'float32' or 'float64'; got {opts['refit_dtype']!r}")
+        W = refit_cg(W0.to(cd), H.to(cd), mask, W.to(cd), iters=int(opts["refit_iters"])).to(H.dtype)
     W = W.masked_fill(mask, 0.0)
     info = prep.info()
     info.update({k: opts[k] for k in ("refit", "refit_iters")})

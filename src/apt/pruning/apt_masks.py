@@ -67,12 +67,12 @@ def greedy_order(w: torch.Tensor, G: torch.Tensor, steps: int):
     return order, incs
 
 
-def greedy_mask(w, A, G, count, counts: str = "score") -> torch.Tensor:
+def greedy_mask(w, A, G, count, counts: str = "score", denom=None) -> torch.Tensor:
     m, b = w.shape
     if count == 0:
         return torch.zeros_like(w, dtype=torch.bool)
     if counts == "score":
-        per_row = score_mask(w, A, G, count).sum(1)
+        per_row = score_mask(w, A, G, count, denom).sum(1)
         order, _ = greedy_order(w, G, int(per_row.max()))
         return _prefix_mask(order, per_row, b)
     if counts != "adaptive":

@@ -33,19 +33,28 @@ def masked_spd_solve(G: torch.Tensor, mask: torch.Tensor, rhs: torch.Tensor) -> 
     """Per row r: ``x[r, Q] = G[Q, Q]^-1 rhs[r, Q]`` with ``Q = mask[r]``, and 0 off ``Q``.
 
     ``G`` is one SPD (b x b) matrix shared by all rows; ``mask`` (rows x b) bool; ``rhs`` (rows x b).
+    Each row's set is gathered to the front (k = the largest set size), so the batched Cholesky
+    is k x k, not b x b; shorter sets are padded with identity rows.
     """
     m, b = mask.shape
     out = torch.zeros_like(rhs)
-    for sl in _row_chunks(m, b, G.element_size()):
-        d = mask[sl].to(G.dtype)
-        M = G.unsqueeze(0) * d.unsqueeze(2) * d.unsqueeze(1)
+    sizes = mask.sum(1)
+    k = int(sizes.max()) if m else 0
+    if k == 0:
+        return out
+    for sl in _row_chunks(m, k, G.element_size()):
+        order = torch.argsort((~mask[sl]).to(torch.int8), dim=1, stable=True)[:, :k]
+        valid = (torch.arange(k, device=mask.device).unsqueeze(0) < sizes[sl].unsqueeze(1))
+        d = valid.to(G.dtype)
+        M = G[order.unsqueeze(2), order.unsqueeze(1)] * d.unsqueeze(2) * d.unsqueeze(1)
         M.diagonal(dim1=-2, dim2=-1).add_(1.0 - d)
+        r = rhs[sl].gather(1, order) * d
         L, info = torch.linalg.cholesky_ex(M)
-        x = torch.cholesky_solve((rhs[sl] * d).unsqueeze(-1), L).squeeze(-1)
+        x = torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
         bad = info != 0
         if bool(bad.any()):  # numerically indefinite submatrix: fall back to an LU solve there
-            x[bad] = torch.linalg.solve(M[bad], (rhs[sl][bad] * d[bad]).unsqueeze(-1)).squeeze(-1)
-        out[sl] = x * d
+            x[bad] = torch.linalg.solve(M[bad], r[bad].unsqueeze(-1)).squeeze(-1)
+        out[sl] = torch.zeros_like(out[sl]).scatter_(1, order, x * d)
     return out
 
 
@@ -103,19 +112,24 @@ def refit_exact(w0: torch.Tensor, H: torch.Tensor, pruned: torch.Tensor) -> torc
 
 
 def refit_cg(w0: torch.Tensor, H: torch.Tensor, pruned: torch.Tensor, x: torch.Tensor,
-             iters: int = 20) -> torch.Tensor:
+             iters: int = 20, hinv: torch.Tensor | None = None) -> torch.Tensor:
     """The same optimum approached by preconditioned conjugate gradients from ``x``.
 
     Minimises ``f(x) = 1/2 (x - w0) H (x - w0)^T`` over the kept entries of each row (rows are
     independent, so alpha and beta are per row). CG never increases ``f`` from one iterate to the
-    next, so starting from a pruned solution it can only lower the layer error. Jacobi
-    preconditioner ``diag(H)``.
+    next, so starting from a pruned solution it can only lower the layer error. Preconditioner:
+    ``diag(H)^-1`` (Jacobi), or with ``hinv`` given, ``H^-1`` restricted to the kept entries
+    (SPD on them; one more matmul per step, far fewer steps when inputs are correlated).
     """
     keep = (~pruned).to(x.dtype)
     x = x * keep
     dinv = 1.0 / torch.diagonal(H)
+
+    def precond(r):
+        return (r @ hinv) * keep if hinv is not None else r * dinv
+
     r = -((x - w0) @ H) * keep                           # negative gradient
-    z = r * dinv
+    z = precond(r)
     p = z.clone()
     rz = (r * z).sum(1, keepdim=True)
     tiny = torch.finfo(x.dtype).tiny
@@ -126,7 +140,7 @@ def refit_cg(w0: torch.Tensor, H: torch.Tensor, pruned: torch.Tensor, x: torch.T
         alpha = torch.where(pAp > 0, alpha, torch.zeros_like(alpha))
         x = x + alpha * p
         r = r - alpha * Ap
-        z = r * dinv
+        z = precond(r)
         rz_new = (r * z).sum(1, keepdim=True)
         beta = torch.where(rz > 0, rz_new / rz.clamp_min(tiny), torch.zeros_like(rz))
         p = z + beta * p
