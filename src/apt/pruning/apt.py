@@ -24,7 +24,7 @@ Unstructured counts are exact per matrix and equal to our SparseGPT's: block g p
 Defaults, chosen by measurement (``DEFAULTS``). Relative layer error tr(dW H dW^T)/tr(W H W^T)
 on the 7 linear layers of SmolLM2 block 23 (real calibration Hessians), total over the layers,
 APT / our SparseGPT (all 7 layers won by every APT row), from
-``.venv/bin/python benchmarks/apt_variants.py --layers 'layers\.23\.' --variants ...``
+``.venv/bin/python benchmarks/apt_variants.py --layers 'layers.23.' --variants ...``
 (``results/benchmarks/apt_variants.json``)::
 
     variant                                   50%    60%    70%    2:4    4:8
