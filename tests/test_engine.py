@@ -177,7 +177,7 @@ def test_smollm2_sequential_forward_equals_full_model():
 
 def test_layers_reading_the_same_input_share_statistics(tiny_model_dir):
     """q/k/v (and gate/up) share one accumulator; its Hessian is the one of their input."""
-    from apt.engine.hooks import accumulate_inputs
+    from apt.engine.hooks import accumulate_inputs, stats_forward
 
     model, _, adapter = _load(tiny_model_dir("llama"))
     block = adapter.blocks(model)[0]
@@ -189,7 +189,7 @@ def test_layers_reading_the_same_input_share_statistics(tiny_model_dir):
     pos = model.model.rotary_emb(x, torch.arange(10).unsqueeze(0))
     with torch.no_grad(), accumulate_inputs(adapter, block, names, "cpu") as accs:
         for _ in range(2):
-            block(x, position_embeddings=pos, attention_mask=None)
+            stats_forward(block, x, position_embeddings=pos, attention_mask=None)
     handle.remove()
     assert accs["self_attn.k_proj"] is accs["self_attn.q_proj"] is accs["self_attn.v_proj"]
     assert accs["mlp.up_proj"] is accs["mlp.gate_proj"]

@@ -1,5 +1,9 @@
 """Forward hooks that accumulate the Hessian ``(2/T) sum x x^T`` of the inputs of prunable layers.
 
+Once every watched layer has seen its input in a forward, the hooks raise :class:`StopBlock`:
+the rest of that forward (e.g. the MLP down projection and residual when only statistics are
+wanted) is not computed. Callers run such forwards through :func:`stats_forward`.
+
 Layers that read the very same input tensor (q/k/v of an attention, gate/up of an MLP) share one
 accumulator: the products ``x x^T`` are computed once per input, not once per layer. Sharing is
 decided by tensor identity in the first forward and checked in every later one.
@@ -15,6 +19,18 @@ from torch import nn
 
 from apt.models.base import Adapter
 from apt.pruning import HessianAccumulator
+
+
+class StopBlock(Exception):
+    """Raised by the hooks once all watched inputs of the current forward are recorded."""
+
+
+def stats_forward(fn, *args, **kwargs) -> None:
+    """Call ``fn`` (a block forward) for its hooks' sake; an early stop is normal."""
+    try:
+        fn(*args, **kwargs)
+    except StopBlock:
+        pass
 
 
 class _Sharing:
@@ -47,15 +63,26 @@ def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
     taps = adapter.input_taps(block)
     own: dict[str, HessianAccumulator] = {}
     sharing = _Sharing()
-    handles = []
+    seen: set[str] = set()
+
+    def reset(_m, _args):
+        seen.clear()
+
+    def done(name: str) -> None:
+        seen.add(name)
+        if len(seen) == len(names):
+            raise StopBlock
+
+    handles = [block.register_forward_pre_hook(reset)]
     for name in names:
         module = modules[name]
         own[name] = acc = HessianAccumulator(adapter.in_features(module), device=device)
         if name in taps:
             source, fn = taps[name]
 
-            def tap_hook(_m, inputs, output, acc=acc, fn=fn):
+            def tap_hook(_m, inputs, output, acc=acc, fn=fn, name=name):
                 acc.add(fn(inputs, output).detach())
+                done(name)
 
             handles.append(source.register_forward_hook(tap_hook))
         else:
@@ -63,6 +90,7 @@ def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
                 x = inputs[0]
                 if sharing.route(name, x) is None:
                     acc.add(x.detach())
+                done(name)
 
             handles.append(module.register_forward_pre_hook(pre_hook))
     shared: dict[str, HessianAccumulator] = {}

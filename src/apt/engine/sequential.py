@@ -25,7 +25,7 @@ from torch import nn
 
 from apt.engine.capture import BlockInputs, capture_block_inputs
 from apt.engine.checkpoint import WorkDir
-from apt.engine.hooks import accumulate_inputs
+from apt.engine.hooks import accumulate_inputs, stats_forward
 from apt.models.base import Adapter
 from apt.pruning import prune_matrix
 
@@ -83,8 +83,9 @@ def _prune_layer(adapter: Adapter, module: nn.Module, hessian: torch.Tensor,
 
 
 def _forward_all(block: nn.Module, inputs: BlockInputs) -> None:
+    """Forwards for statistics only: each may stop once the hooks have what they need."""
     for j in range(len(inputs.hidden)):
-        inputs.call(block, j)
+        stats_forward(inputs.call, block, j)
 
 
 @torch.no_grad()
