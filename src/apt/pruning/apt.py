@@ -185,29 +185,34 @@ def _nm(W, R, pattern: Pattern, B, choice_loss="trailing"):
     Rdinv = torch.linalg.inv(Rd)
     pm = torch.zeros(P, M, dtype=torch.bool, device=W.device)
     pm.scatter_(1, pats, True)
-    mask = torch.zeros_like(W, dtype=torch.bool)
-    rows = torch.arange(m, device=W.device)
+    Kt = K.transpose(1, 2).contiguous()                       # (groups, P, M*M)
+    Ft = F.transpose(1, 2).contiguous()                       # (groups, P*M, M)
+    RdinvT = Rdinv.transpose(1, 2).contiguous()
+    # the loop runs on a transposed copy (inputs x outputs): a group's weights are contiguous
+    WT = W.t().contiguous()
+    maskT = torch.zeros(n, m, dtype=torch.bool, device=W.device)
     for j in range(0, n, B):
         e = min(j + B, n)
-        W1 = W[:, j:e].clone()
-        Z1 = torch.zeros_like(W1)
+        W1 = WT[j:e]                                          # view, updated in place
+        Z1 = torch.empty_like(W1)
         for c in range(0, e - j, M):
             t = (j + c) // M
-            w = W1[:, c:c + M]
-            quad = (w.unsqueeze(2) * w.unsqueeze(1)).reshape(m, M * M)
-            choice = (quad @ K[t]).argmin(1)
-            dw = -(w @ F[t]).view(m, P, M)[rows, choice]
-            gm = pm[choice]
-            W1[:, c:c + M] = (w + dw).masked_fill(gm, 0.0)
-            z = -dw @ Rdinv[t]                                 # z R[g, g] = -dw
+            w = W1[c:c + M]                                   # (M, rows)
+            quad = (w.unsqueeze(1) * w.unsqueeze(0)).reshape(M * M, m)
+            choice = (Kt[t] @ quad).argmin(0)                 # (rows,)
+            allu = (Ft[t] @ w).view(P, M, m)
+            dw = -allu.gather(0, choice.view(1, 1, m).expand(1, M, m)).squeeze(0)
+            gm = pm[choice].t()
+            w.add_(dw).masked_fill_(gm, 0.0)
+            z = -(RdinvT[t] @ dw)                             # z R[g, g] = -dw, transposed
             if c + M < e - j:
-                W1[:, c + M:] -= z @ R[j + c:j + c + M, j + c + M:e]
-            Z1[:, c:c + M] = z
-            mask[:, j + c:j + c + M] = gm
-        W[:, j:e] = W1
+                W1[c + M:].addmm_(R[j + c:j + c + M, j + c + M:e].t(), z, alpha=-1.0)
+            Z1[c:c + M] = z
+            maskT[j + c:j + c + M] = gm
         if e < n:
-            W[:, e:] -= Z1 @ R[j:e, e:]
-    return mask
+            WT[e:].addmm_(R[j:e, e:].t(), Z1, alpha=-1.0)
+    W.copy_(WT.t())
+    return maskT.t()
 
 
 def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsity: float,
