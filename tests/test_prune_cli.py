@@ -92,6 +92,18 @@ def test_calibration_file_and_yaml_config(tiny_model_dir, tmp_path):
     assert report["calibration"]["source"] == str(calib)
 
 
+def test_calibration_file_sets_the_sizes_when_not_given(tiny_model_dir, tmp_path):
+    ids = torch.randint(0, 300, (3, 16), generator=torch.Generator().manual_seed(1))
+    calib = tmp_path / "calib.pt"
+    torch.save({"input_ids": ids, "settings": {}}, calib)
+    out = tmp_path / "o"
+    assert main(["prune", "--model", str(tiny_model_dir("llama")), "--method", "wanda",
+                 "--sparsity", "0.5", "--calib", str(calib), "--out", str(out),
+                 "--no-progress"]) == 0
+    report = json.loads((out / "prune_report.json").read_text())
+    assert (report["nsamples"], report["seqlen"]) == (3, 16)
+
+
 @pytest.fixture
 def no_pruning(monkeypatch):
     """Errors must come before any pruning starts."""

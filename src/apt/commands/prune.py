@@ -33,8 +33,10 @@ def add_arguments(parser):
     c = parser.add_argument_group("calibration")
     c.add_argument("--calib", default="c4-sample",
                    help="dataset name / text file (sampled here) or a .pt file from `apt calib`")
-    c.add_argument("--nsamples", type=int, default=128, help="calibration windows")
-    c.add_argument("--seqlen", type=int, default=2048, help="tokens per window")
+    c.add_argument("--nsamples", type=int, default=None,
+                   help="calibration windows (default: all of a .pt file, else 128)")
+    c.add_argument("--seqlen", type=int, default=None,
+                   help="tokens per window (default: that of a .pt file, else 2048)")
     c.add_argument("--seed", type=int, default=0, help="seed of the calibration draw and solvers")
     s = parser.add_argument_group("solver")
     s.add_argument("--blocksize", type=int, default=128, help="columns per lazy-update block")
@@ -117,7 +119,8 @@ def check_solver(method: str, sparsity, pattern: str, blocksize: int, percdamp: 
     return pat, frac
 
 
-def load_calib_file(path: Path, nsamples: int, seqlen: int):
+def load_calib_file(path: Path, nsamples: int | None, seqlen: int | None):
+    """Windows of a file written by ``apt calib``; unset sizes default to the file's own."""
     import torch
 
     if not path.is_file():
@@ -130,6 +133,8 @@ def load_calib_file(path: Path, nsamples: int, seqlen: int):
     ids = data.get("input_ids") if isinstance(data, dict) else None
     if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype != torch.long:
         raise AptError(f"--calib {path}: expected a dict with 'input_ids' (LongTensor K x L)")
+    nsamples = ids.shape[0] if nsamples is None else nsamples
+    seqlen = ids.shape[1] if seqlen is None else seqlen
     if ids.shape[1] != seqlen:
         raise AptError(f"--calib {path}: windows of {ids.shape[1]} tokens, but --seqlen "
                        f"{seqlen}; pass --seqlen {ids.shape[1]} or write a new file")
@@ -162,7 +167,7 @@ def run(args) -> int:
         if not getattr(args, flag, None):
             raise AptError(f"--{flag} is required")
     for flag in ("nsamples", "seqlen", "blocksize"):
-        if int(getattr(args, flag)) < 1:
+        if getattr(args, flag) is not None and int(getattr(args, flag)) < 1:
             raise AptError(f"--{flag} must be a positive integer; got {getattr(args, flag)}")
     if args.percdamp < 0:
         raise AptError(f"--percdamp must be >= 0; got {args.percdamp}")
@@ -176,6 +181,10 @@ def run(args) -> int:
     calib_ids, calib_settings = None, {}
     if str(args.calib).endswith(".pt"):
         calib_ids, calib_settings = load_calib_file(Path(args.calib), args.nsamples, args.seqlen)
+        args.nsamples, args.seqlen = calib_ids.shape
+    else:
+        args.nsamples = 128 if args.nsamples is None else args.nsamples
+        args.seqlen = 2048 if args.seqlen is None else args.seqlen
 
     model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype), device="cpu",
                                   require_adapter=True)
