@@ -23,19 +23,13 @@ import torch
 from apt.io import write_json_atomic
 from apt.provenance import environment
 from apt.pruning import prune_matrix
+from apt.pruning.metrics import layer_error_parts
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VARIANTS = {
     "apt_score_norefit": {"mask_rule": "score", "refit": False},
     "apt_score_cg": {"mask_rule": "score", "refit": "cg"},
 }
-
-
-def parts(W, W1, H):
-    H = H.double()
-    d = W1.double() - W.double()
-    W = W.double()
-    return float(((d @ H) * d).sum()), float(((W @ H) * W).sum())
 
 
 def main(argv=None) -> int:
@@ -72,7 +66,7 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 r = prune_matrix(W, H, method=method, sparsity=sparsity, pattern=pattern, **opts)
                 dt = time.perf_counter() - t
-                num, den = parts(W, r.weight, H)
+                num, den = layer_error_parts(W, r.weight, H.double())
                 row[meth] = {"num": num, "den": den, "rel": num / den, "time_s": dt,
                              "pruned": int(r.mask.sum())}
             rows[name] = row

@@ -42,6 +42,7 @@ from apt.paths import resources_dir
 from apt.provenance import environment
 from apt.pruning import METHODS, prune_matrix
 from apt.pruning.masks import prune_count
+from apt.pruning.metrics import layer_error_parts as rel_error_parts
 
 DEFAULT_PATTERNS = "50%,60%,70%,2:4,4:8"
 SYNTH_METHODS = "sparsegpt,sparsegpt_fp32,reference,plain,apt"
@@ -75,13 +76,6 @@ def parse_opts(items: list[str]) -> dict[str, dict[str, Any]]:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def rel_error_parts(w: torch.Tensor, w_new: torch.Tensor, h: torch.Tensor) -> tuple[float, float]:
-    """``(tr(dW H dW^T), tr(W H W^T))`` in float64 (float32 on devices without float64 speed)."""
-    dt = h.dtype
-    w, dw = w.to(dt), w.to(dt) - w_new.to(dt)
-    return float(((dw @ h) * dw).sum()), float(((w @ h) * w).sum())
 
 
 def jsonable(x: Any) -> Any:

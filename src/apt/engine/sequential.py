@@ -28,6 +28,7 @@ from apt.engine.checkpoint import WorkDir
 from apt.engine.hooks import accumulate_inputs, stats_forward
 from apt.models.base import Adapter
 from apt.pruning import prune_matrix
+from apt.pruning.metrics import relative_error
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,6 @@ def peak_memory(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
-
-
-def relative_error(weight: torch.Tensor, pruned: torch.Tensor, hessian: torch.Tensor) -> float:
-    """``||(W - W')X||^2 / ||WX||^2 = tr(dW H dW^T) / tr(W H W^T)`` (H ~ X X^T)."""
-    h = hessian.float()
-    d = weight.float() - pruned.float()
-    num = ((d @ h) * d).sum()
-    den = ((weight.float() @ h) * weight.float()).sum()
-    return float(num / den) if float(den) > 0 else float("nan")
 
 
 def _prune_layer(adapter: Adapter, module: nn.Module, hessian: torch.Tensor,
