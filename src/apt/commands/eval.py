@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from apt.commands.common import parse_device
 from apt.errors import AptError
 
 HELP = "evaluate a model: perplexity (ppl) or zero-shot accuracy (zeroshot)"
@@ -80,27 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     zs.set_defaults(_parser=zs)
 
 
-def _device(text: str) -> str:
-    import torch
-
-    if text == "cpu":
-        return text
-    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise AptError(f"--device {text}: CUDA is not available here; use --device cpu")
-        index = int(text[5:]) if ":" in text else 0
-        if index >= torch.cuda.device_count():
-            raise AptError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)")
-        return text
-    raise AptError(f"--device {text!r}: expected cpu, cuda or cuda:N")
-
-
 def _load(args):
     import torch
 
     from apt.models import load_model
 
-    device = _device(args.device)
+    device = str(parse_device(str(args.device)))
     return load_model(args.model, dtype=getattr(torch, args.dtype), device=device), device
 
 

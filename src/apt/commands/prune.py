@@ -8,11 +8,11 @@ finished block, and a rerun with the same settings resumes after the last one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
+from apt.commands.common import parse_device
 from apt.errors import AptError
 
 HELP = "prune a model layer by layer (magnitude, wanda, sparsegpt, apt; unstructured or N:M)"
@@ -72,23 +72,6 @@ def parse_options(raw: Any) -> dict[str, Any]:
             raise AptError(f"--option {item!r}: expected KEY=VALUE")
         out[key.strip()] = yaml.safe_load(value)
     return out
-
-
-def parse_device(name: str):
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise AptError(f"--device {name!r}: expected cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise AptError(f"--device {name}: CUDA is not available on this machine; use cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise AptError(f"--device {name}: only {torch.cuda.device_count()} CUDA devices")
-    elif device.type != "cpu":
-        raise AptError(f"--device {name!r}: expected cpu, cuda or cuda:N")
-    return device
 
 
 def check_solver(method: str, sparsity, pattern: str, blocksize: int, percdamp: float,

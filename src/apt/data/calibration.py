@@ -29,7 +29,6 @@ keyed by the tokenizer's fingerprint, the dataset's identity and the split (atom
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import random
@@ -38,6 +37,7 @@ import re
 import torch
 
 from apt.data import sources
+from apt.data.tokens import cached, encode, tokenizer_fingerprint
 from apt.errors import AptError
 
 log = logging.getLogger(__name__)
@@ -48,32 +48,6 @@ _FIXED_RULES = {"c4": "documents", "wikitext2": "stream", "ptb": "stream"}
 
 
 # ------------------------------------------------------------------------------ tokenization
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    """A short hash of what the tokenizer does (vocabulary, merges, pre/post-processing)."""
-    h = hashlib.sha256(type(tokenizer).__name__.encode())
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        h.update(backend.to_str().encode())
-    else:
-        h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
-    h.update(repr((getattr(tokenizer, "add_bos_token", None),
-                   getattr(tokenizer, "add_eos_token", None))).encode())
-    return h.hexdigest()[:16]
-
-
-def _encode(tokenizer, text: str) -> torch.Tensor:
-    import transformers
-
-    # a whole corpus is longer than model_max_length on purpose: silence that warning
-    level = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        ids = tokenizer(text, return_attention_mask=False)["input_ids"]
-    finally:
-        transformers.logging.set_verbosity(level)
-    return torch.tensor(ids, dtype=torch.long)
 
 
 def _cache_path(tokenizer, dataset: str, split: str, what: str):
@@ -88,38 +62,22 @@ def _cache_path(tokenizer, dataset: str, split: str, what: str):
     return cache_dir() / "tokens" / f"{slug}-{split}-{what}-{key}.pt"
 
 
-def _cached(path, make):
-    from apt.io import write_bytes_atomic
-
-    if path is not None and path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # noqa: BLE001 - a bad cache file is rebuilt, never trusted
-            log.warning("ignoring unreadable token cache %s", path)
-    value = make()
-    if path is not None:
-        buf = io.BytesIO()
-        torch.save(value, buf)
-        write_bytes_atomic(path, buf.getvalue())
-    return value
-
-
 def tokenize_stream(tokenizer, dataset: str, split: str) -> torch.Tensor:
     """The split's text (``load_text``) as one 1-D LongTensor of token ids (cached)."""
-    return _cached(_cache_path(tokenizer, dataset, split, "stream"),
-                   lambda: _encode(tokenizer, sources.load_text(dataset, split)))
+    return cached(_cache_path(tokenizer, dataset, split, "stream"),
+                   lambda: encode(tokenizer, sources.load_text(dataset, split)))
 
 
 def tokenize_documents(tokenizer, dataset: str, split: str) -> list[torch.Tensor]:
     """Each document of the split tokenized on its own (cached as ids + offsets)."""
     def make():
         docs = sources.load_documents(dataset, split)
-        parts = [_encode(tokenizer, d) for d in docs]
+        parts = [encode(tokenizer, d) for d in docs]
         lengths = torch.tensor([len(p) for p in parts], dtype=torch.long)
         return {"ids": torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long),
                 "lengths": lengths}
 
-    packed = _cached(_cache_path(tokenizer, dataset, split, "documents"), make)
+    packed = cached(_cache_path(tokenizer, dataset, split, "documents"), make)
     return list(torch.split(packed["ids"], packed["lengths"].tolist()))
 
 
@@ -178,7 +136,7 @@ def sample_calibration_with_info(tokenizer, dataset: str, nsamples: int, seqlen:
     if rule == "documents" and dataset in sources.HUB_DATASETS:
         docs = sources.document_sequence(dataset, split)
         samples = windows_from_documents(docs, nsamples, seqlen, seed,
-                                         encode=lambda d: _encode(tokenizer, str(d)))
+                                         encode=lambda d: encode(tokenizer, str(d)))
         return samples, {**info, "rule": "documents", "documents": len(docs)}
     if rule in ("auto", "documents"):
         docs = tokenize_documents(tokenizer, dataset, split)

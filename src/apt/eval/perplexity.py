@@ -21,8 +21,6 @@ For the hub C4 set the stream is cut to ``256 * seqlen`` tokens, as in the refer
 from __future__ import annotations
 
 import hashlib
-import io
-import logging
 import math
 import time
 from pathlib import Path
@@ -30,9 +28,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from apt.data.tokens import cached, encode, tokenizer_fingerprint
 from apt.errors import AptError
 
-log = logging.getLogger(__name__)
 
 #: datasets whose token stream the references cut to ``C4_WINDOWS * seqlen`` tokens
 C4_WINDOWS = 256
@@ -136,19 +134,6 @@ def perplexity(model, input_ids: torch.Tensor, seqlen: int, batch_size: int = 1,
 
 # --- token streams -------------------------------------------------------------------------------
 
-def tokenizer_fingerprint(tokenizer) -> str:
-    """A hash that changes when the tokenizer would tokenize differently."""
-    h = hashlib.sha256()
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        h.update(backend.to_str().encode("utf-8"))
-    else:  # slow tokenizers: vocabulary and special tokens
-        h.update(repr(sorted(tokenizer.get_vocab().items())).encode("utf-8"))
-    h.update(repr(sorted((tokenizer.special_tokens_map or {}).items())).encode("utf-8"))
-    h.update(type(tokenizer).__name__.encode("utf-8"))
-    return h.hexdigest()
-
-
 def tokenize_text(tokenizer, text: str, cache_dir: str | Path | None = None) -> torch.Tensor:
     """``tokenizer(text).input_ids`` as a 1-D LongTensor, cached under ``cache_dir`` if given."""
     path = None
@@ -156,19 +141,7 @@ def tokenize_text(tokenizer, text: str, cache_dir: str | Path | None = None) -> 
         key = hashlib.sha256((hashlib.sha256(text.encode("utf-8")).hexdigest()
                               + tokenizer_fingerprint(tokenizer)).encode()).hexdigest()[:32]
         path = Path(cache_dir) / "tokens" / f"{key}.pt"
-        if path.is_file():
-            try:
-                return torch.load(path, weights_only=True)
-            except Exception:  # a damaged cache entry is rebuilt, never trusted
-                log.warning("ignoring unreadable token cache %s", path)
-    ids = tokenizer(text, return_tensors="pt").input_ids[0].long()
-    if path is not None:
-        from apt.io import write_bytes_atomic
-
-        buf = io.BytesIO()
-        torch.save(ids, buf)
-        write_bytes_atomic(path, buf.getvalue())
-    return ids
+    return cached(path, lambda: encode(tokenizer, text))
 
 
 def dataset_tokens(tokenizer, dataset: str, seqlen: int, split: str = "test",
@@ -198,4 +171,4 @@ def evaluate_perplexity(model, tokenizer, dataset: str, seqlen: int, batch_size:
 
 
 __all__ = ["perplexity", "window_nlls", "model_context", "check_window", "tokenize_text",
-           "dataset_tokens", "evaluate_perplexity", "tokenizer_fingerprint"]
+           "dataset_tokens", "evaluate_perplexity"]
