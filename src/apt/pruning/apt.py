@@ -62,7 +62,7 @@ import torch
 from apt.pruning.apt_masks import greedy_mask, score_mask, swap_refine
 from apt.pruning.hessian import prepare
 from apt.pruning.masks import prune_count
-from apt.pruning.mrp import mrp_update, nm_choose, nm_patterns, pattern_operators, refit_cg, \
+from apt.pruning.mrp import mrp_update, nm_patterns, pattern_operators, refit_cg, \
     refit_exact
 from apt.pruning.patterns import Pattern
 

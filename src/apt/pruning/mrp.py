@@ -86,23 +86,6 @@ def pattern_operators(G: torch.Tensor, pats: torch.Tensor):
     return Sinv, Sinv @ rows
 
 
-def nm_choose(w: torch.Tensor, pats: torch.Tensor, Sinv: torch.Tensor, T: torch.Tensor,
-              Schoice: torch.Tensor | None = None):
-    """Best pattern per row by the joint loss, and its update.
-
-    ``w`` (rows x M) are the group's current weights. Returns ``(choice, dw, loss)``: index of the
-    chosen pattern per row, the change (rows x M; zero on the chosen set after adding), the loss.
-    ``Schoice`` (default ``Sinv``) are the ``S^-1`` the choice is made with.
-    """
-    wq = w[:, pats]                                      # (rows, P, N)
-    Sc = Sinv if Schoice is None else Schoice
-    losses = 0.5 * torch.einsum("rpi,pij,rpj->rp", wq, Sc, wq)
-    loss, choice = losses.min(dim=1)
-    dw = -torch.einsum("ri,rij->rj", wq[torch.arange(w.shape[0], device=w.device), choice],
-                       T[choice])
-    return choice, dw, loss
-
-
 def refit_exact(w0: torch.Tensor, H: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
     """The least-squares optimum on a fixed mask: per row ``w_K = H[K, K]^-1 (H w0)[K]``, 0 on the mask.
 
