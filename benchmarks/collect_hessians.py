@@ -21,15 +21,15 @@ wheel, with its ``<doc ...>`` / ``</doc>`` tags stripped.
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from apt.io import write_bytes_atomic
 from apt.paths import resources_dir
 from apt.pruning import HessianAccumulator
 
@@ -131,16 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                        "ntokens": next(iter(accs.values())).ntokens, "last_block": last,
                        "note": "dense-model input Hessians (2/T) sum x x^T, no damping"}
     dest = Path(args.out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        torch.save(out, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    torch.save(out, buf)
+    write_bytes_atomic(dest, buf.getvalue())
     print(f"saved {len(out) - 1} layers ({args.nsamples} x {args.seqlen} tokens, model {model_src})"
           f" to {dest} in {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
