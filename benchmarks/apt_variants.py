@@ -1,12 +1,16 @@
 """Exploratory: APT variants against our SparseGPT on real SmolLM2 layer Hessians.
 
     .venv/bin/python benchmarks/apt_variants.py [--layers REGEX] [--patterns 50%,2:4]
-        [--variants NAME=JSON ...] [--threads 2] [--out results/benchmarks/apt_variants.json]
+        [--variants NAME=JSON ...] [--heldout FILE] [--threads 2]
+        [--out results/benchmarks/apt_variants.json]
 
 For every layer and pattern: relative layer error tr(dW H dW^T)/tr(W H W^T) (undamped H) and
 wall time per matrix, for sparsegpt and each APT variant (options of apt.prune as JSON).
 Totals are sums of numerators over sums of denominators; "won" counts layers where the
-variant's error is below SparseGPT's.
+variant's error is below SparseGPT's. A variant's JSON may set ``percdamp`` (else the method's
+default). With ``--heldout`` (Hessians of other windows, from ``collect_hessians.py --seed``),
+the same pruned weights are also scored on those: the out-of-sample layer error, which is what
+perplexity sees; the in-sample one rewards fitting the few calibration tokens.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", default=r"layers\.(7|23)\.")
     ap.add_argument("--patterns", default="50%,60%,70%,2:4,4:8")
     ap.add_argument("--variants", nargs="*", default=None, help="NAME=JSON options of apt")
+    ap.add_argument("--heldout", default=None,
+                    help="Hessians of other calibration windows (collect_hessians.py --seed S): "
+                         "also report the layer error on them (out-of-sample)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "results/benchmarks/apt_variants.json"))
     args = ap.parse_args(argv)
@@ -49,6 +56,7 @@ def main(argv=None) -> int:
             name, _, js = item.partition("=")
             variants[name] = json.loads(js)
     data = torch.load(args.hessians)
+    heldout = torch.load(args.heldout) if args.heldout else None
     layers = [k for k in data if k != "__meta__" and re.search(args.layers, k)]
     results = {}
     for pspec in args.patterns.split(","):
@@ -69,6 +77,10 @@ def main(argv=None) -> int:
                 num, den = layer_error_parts(W, r.weight, H.double())
                 row[meth] = {"num": num, "den": den, "rel": num / den, "time_s": dt,
                              "pruned": int(r.mask.sum())}
+                if heldout is not None:
+                    hnum, hden = layer_error_parts(W, r.weight, heldout[name][1].double())
+                    row[meth].update({"heldout_num": hnum, "heldout_den": hden,
+                                      "heldout_rel": hnum / hden})
             rows[name] = row
             print(pspec, name, " ".join(f"{k}={v['rel']:.4f}/{v['time_s']:.2f}s"
                                         for k, v in row.items()), flush=True)
@@ -79,17 +91,29 @@ def main(argv=None) -> int:
             won = sum(rows[l][meth]["num"] < rows[l]["sparsegpt"]["num"] for l in layers)
             t = sum(rows[l][meth]["time_s"] for l in layers)
             summ[meth] = {"total_rel": num / den, "won": won, "layers": len(layers), "time_s": t}
+            if heldout is not None:
+                hnum = sum(rows[l][meth]["heldout_num"] for l in layers)
+                hden = sum(rows[l][meth]["heldout_den"] for l in layers)
+                summ[meth]["heldout_total_rel"] = hnum / hden
+                summ[meth]["heldout_won"] = sum(
+                    rows[l][meth]["heldout_num"] < rows[l]["sparsegpt"]["heldout_num"] for l in layers)
         ref = summ["sparsegpt"]
         for meth, s in summ.items():
             s["ratio_vs_sparsegpt"] = s["total_rel"] / ref["total_rel"]
             s["time_ratio_vs_sparsegpt"] = s["time_s"] / ref["time_s"]
+            held = ""
+            if heldout is not None:
+                s["heldout_ratio_vs_sparsegpt"] = s["heldout_total_rel"] / ref["heldout_total_rel"]
+                held = (f" heldout ratio {s['heldout_ratio_vs_sparsegpt']:.3f}"
+                        f" won {s['heldout_won']}/{s['layers']}")
             print(f"  {pspec} {meth:24s} total {s['total_rel']:.5f} ratio {s['ratio_vs_sparsegpt']:.3f}"
-                  f" won {s['won']}/{s['layers']} time {s['time_s']:.2f}s x{s['time_ratio_vs_sparsegpt']:.2f}",
-                  flush=True)
+                  f" won {s['won']}/{s['layers']}{held} time {s['time_s']:.2f}s"
+                  f" x{s['time_ratio_vs_sparsegpt']:.2f}", flush=True)
         results[pspec] = {"summary": summ, "layers": rows}
     out = {"command": " ".join([".venv/bin/python", "benchmarks/apt_variants.py", *sys.argv[1:]]),
            "variants": variants, "threads": args.threads, "hessians": args.hessians,
-           "meta": data.get("__meta__"), "results": results, "environment": environment()}
+           "meta": data.get("__meta__"), "heldout": args.heldout,
+           "heldout_meta": heldout.get("__meta__") if heldout else None, "results": results, "environment": environment()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(Path(args.out), out)
     return 0

@@ -296,3 +296,22 @@ def test_solver_benchmark_smoke(tmp_path):
     assert syn["reference"]["rel_error"] == pytest.approx(syn["sparsegpt"]["rel_error"], rel=1e-4)
     assert syn["plain"]["rel_error"] == pytest.approx(syn["sparsegpt"]["rel_error"], rel=1e-4)
     assert "packages" in rep["environment"]
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_lowest_k_is_exactly_the_k_lowest_with_ties_in_index_order(dim):
+    from apt.pruning.masks import lowest_k
+    gen = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 5, (7, 9), generator=gen).double()   # many ties
+    size = scores.numel() if dim is None else scores.shape[dim]
+    for k in range(size + 1):
+        mask = lowest_k(scores, k, dim)
+        if dim is None:
+            order = torch.sort(scores.flatten(), stable=True).indices[:k]
+            want = torch.zeros(scores.numel(), dtype=torch.bool)
+            want[order] = True
+            want = want.reshape(scores.shape)
+        else:
+            order = torch.sort(scores, dim=dim, stable=True).indices.narrow(dim, 0, k)
+            want = torch.zeros_like(scores, dtype=torch.bool).scatter_(dim, order, True)
+        assert torch.equal(mask, want), (k, dim)

@@ -17,6 +17,7 @@ rule ppl:
         windows=f"--max-windows {PPL['max_windows']}" if PPL.get("max_windows") else "",
         batch=f"--batch-size {PPL.get('batch_size', 1)}",
         dtype=lambda w: dtype_flag(w.model),
+        code=EVAL_CODE,   # library version: a code change reruns the job (common.smk)
     threads: THREADS
     resources:
         **GPU_RESOURCES,
@@ -46,6 +47,7 @@ rule zeroshot:
         limit=f"--limit {ZS['limit']}" if ZS.get("limit") else "",
         batch=f"--batch-size {ZS.get('batch_size', 8)}",
         dtype=lambda w: dtype_flag(w.model),
+        code=EVAL_CODE,   # library version: a code change reruns the job (common.smk)
     threads: THREADS
     resources:
         **GPU_RESOURCES,

@@ -19,6 +19,7 @@ rule prune:
         seqlen=lambda w: calib_seqlen(w.model),
         dtype=lambda w: dtype_flag(w.model),
         extra=lambda w: config["method_args"].get(w.method, ""),
+        code=PRUNE_CODE,   # library version: a code change reruns the job (common.smk)
     threads: THREADS
     resources:
         **GPU_RESOURCES,

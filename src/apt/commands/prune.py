@@ -40,7 +40,9 @@ def add_arguments(parser):
     c.add_argument("--seed", type=int, default=0, help="seed of the calibration draw and solvers")
     s = parser.add_argument_group("solver")
     s.add_argument("--blocksize", type=int, default=128, help="columns per lazy-update block")
-    s.add_argument("--percdamp", type=float, default=0.01, help="damping, fraction of mean(diag H)")
+    s.add_argument("--percdamp", type=float, default=None,
+                   help="damping, fraction of mean(diag H) (default: the method's own: "
+                        "sparsegpt 0.01 as its reference code, apt 0.1)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option passed to the solver (repeatable; value parsed as YAML)")
     s.add_argument("--true-sequential", action="store_true",
@@ -74,7 +76,7 @@ def parse_options(raw: Any) -> dict[str, Any]:
     return out
 
 
-def check_solver(method: str, sparsity, pattern: str, blocksize: int, percdamp: float,
+def check_solver(method: str, sparsity, pattern: str, blocksize: int, percdamp: float | None,
                  options: dict[str, Any]) -> tuple[Any, float]:
     """Method, pattern, sparsity and options, tried on a tiny matrix before any long work."""
     import torch
@@ -152,9 +154,14 @@ def run(args) -> int:
     for flag in ("nsamples", "seqlen", "blocksize"):
         if getattr(args, flag) is not None and int(getattr(args, flag)) < 1:
             raise AptError(f"--{flag} must be a positive integer; got {getattr(args, flag)}")
-    if args.percdamp < 0:
+    if args.percdamp is not None and args.percdamp < 0:
         raise AptError(f"--percdamp must be >= 0; got {args.percdamp}")
     options = parse_options(args.option)
+    from apt.pruning import METHODS, default_percdamp
+
+    percdamp = args.percdamp
+    if percdamp is None and args.method in METHODS:
+        percdamp = default_percdamp(args.method)     # recorded in the report as used
     pat, frac = check_solver(args.method, args.sparsity, args.pattern, args.blocksize,
                              args.percdamp, options)
     device = parse_device(str(args.device))
@@ -198,7 +205,7 @@ def run(args) -> int:
                        f"vocabulary of {vocab}: was it tokenized for another model?")
 
     settings = PruneSettings(method=args.method, sparsity=frac, pattern=str(pat),
-                             blocksize=args.blocksize, percdamp=args.percdamp, seed=args.seed,
+                             blocksize=args.blocksize, percdamp=percdamp, seed=args.seed,
                              true_sequential=bool(args.true_sequential), options=options)
     calib_digest = tensor_digest(calib_ids)
     fp = fingerprint({"settings": settings.as_dict(), "model": model_identity(str(getattr(model, "name_or_path", args.model))),

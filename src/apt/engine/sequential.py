@@ -39,7 +39,7 @@ class PruneSettings:
     sparsity: float | None
     pattern: str = "unstructured"
     blocksize: int = 128
-    percdamp: float = 0.01
+    percdamp: float | None = None      # None: the method's own default
     seed: int = 0
     true_sequential: bool = False
     options: dict[str, Any] = field(default_factory=dict)

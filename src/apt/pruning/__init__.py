@@ -27,7 +27,7 @@ METHODS = {
     "apt": apt,
 }
 
-__all__ = ["METHODS", "PruneResult", "prune_matrix", "HessianAccumulator", "Pattern",
+__all__ = ["METHODS", "PruneResult", "prune_matrix", "default_percdamp", "HessianAccumulator", "Pattern",
            "parse_pattern"]
 
 
@@ -59,14 +59,22 @@ def _check_inputs(weight: torch.Tensor, hessian: torch.Tensor | None, needs_hess
                          "check the calibration inputs")
 
 
+def default_percdamp(method: str) -> float:
+    """The damping ``method`` uses when none is given (0.01 for methods without a Hessian)."""
+    return getattr(METHODS[method], "DEFAULT_PERCDAMP", 0.01)
+
+
 def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str = "apt",
                  sparsity: float | None = 0.5, pattern: str = "unstructured", blocksize: int = 128,
-                 percdamp: float = 0.01, **options: Any) -> PruneResult:
+                 percdamp: float | None = None, **options: Any) -> PruneResult:
     """Prune one weight matrix (out x in) from the Hessian ``(2/T) sum x x^T`` of its inputs.
 
     ``pattern`` is ``"unstructured"`` (``sparsity`` of the weights set to zero) or ``"N:M"``
     (N zeros in every M consecutive inputs of each row; ``sparsity`` may be omitted).
     Computation runs in float32 or float64; the result has the dtype and device of ``weight``.
+    ``percdamp`` (damping, a fraction of ``mean(diag H)``) defaults to the method's own
+    ``DEFAULT_PERCDAMP``: 0.01 for SparseGPT as in its reference code, 0.1 for APT (chosen on
+    held-out calibration data, see :mod:`apt.pruning.apt`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -78,6 +86,8 @@ def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str
     _check_inputs(weight, hessian, getattr(module, "NEEDS_HESSIAN", True))
     if blocksize < 1:
         raise ValueError(f"blocksize must be a positive integer; got {blocksize}")
+    if percdamp is None:
+        percdamp = default_percdamp(method)
     if not 0 <= percdamp:
         raise ValueError(f"percdamp must be >= 0; got {percdamp}")
     w, mask, info = module.prune(weight, hessian, pat, frac, blocksize=blocksize,

@@ -67,10 +67,12 @@ from apt.pruning.mrp import mrp_update, nm_patterns, pattern_operators, refit_cg
 from apt.pruning.patterns import Pattern
 
 NEEDS_HESSIAN = True
+#: damping (fraction of mean(diag H)) of the mask search and the refit; see the module docstring
+DEFAULT_PERCDAMP = 0.1
 
 DEFAULTS = {"mask_rule": "score", "score": "full", "joint_block": 1, "refit": "cg",
             "refit_iters": 10, "refit_dtype": "float32", "swap_iters": 8, "greedy_counts": "score",
-            "nm_loss": "trailing"}
+            "nm_loss": "trailing", "refit_damp": None}
 MASK_RULES = ("score", "greedy", "swap")
 REFITS = ("exact", "cg", False)
 
@@ -217,6 +219,15 @@ def _nm(W, R, pattern: Pattern, B, choice_loss="trailing"):
     return maskT.t()
 
 
+def _redamp(H: torch.Tensor, prep, refit_damp: float) -> torch.Tensor:
+    """``H`` with its damping ``prep.damping * mean(diag H)`` replaced by ``refit_damp * mean``."""
+    if refit_damp < 0:
+        raise ValueError(f"refit_damp must be >= 0; got {refit_damp}")
+    Hr = H.clone()
+    Hr.diagonal().add_((refit_damp - prep.damping) * prep.mean_diag)
+    return Hr
+
+
 def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsity: float,
           blocksize: int = 128, percdamp: float = 0.01, **options):
     unknown = set(options) - set(DEFAULTS)
@@ -235,6 +246,8 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     else:
         mask = _unstructured(W, R, sparsity, blocksize, opts)
     mask |= prep.dead.unsqueeze(0)
+    if opts["refit_damp"] is not None and opts["refit"]:
+        H = _redamp(H, prep, float(opts["refit_damp"]))
     if opts["refit"] == "exact":
         W = refit_exact(W0, H, mask)
     elif opts["refit"] == "cg":

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import torch
 
+from apt.pruning.masks import lowest_k
 from apt.pruning.mrp import _row_chunks
 
 
 def _lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
-    mask = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
-    if count > 0:
-        mask[torch.topk(scores.flatten(), count, largest=False).indices] = True
-    return mask.reshape(scores.shape)
+    return lowest_k(scores, count)
 
 
 def score_mask(w: torch.Tensor, A: torch.Tensor, G: torch.Tensor, count: int,

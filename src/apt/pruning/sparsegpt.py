@@ -28,7 +28,10 @@ from __future__ import annotations
 import torch
 
 from apt.pruning.hessian import compute_dtype, prepare
-from apt.pruning.masks import prune_count
+
+#: the reference code's damping (fraction of mean(diag H))
+DEFAULT_PERCDAMP = 0.01
+from apt.pruning.masks import lowest_k, prune_count
 from apt.pruning.patterns import Pattern
 
 NEEDS_HESSIAN = True
@@ -66,8 +69,7 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
             if k:
                 scores = (W1 ** 2) / (d1 ** 2).unsqueeze(1)
                 scores[M1] = -1.0                        # dead inputs are pruned first
-                idx = torch.topk(scores.flatten(), k, largest=False).indices
-                M1.view(-1)[idx] = True
+                M1 |= lowest_k(scores, k)
         for i in range(i2 - i1):
             if pattern.structured and i % pattern.m == 0:
                 g = slice(i, i + pattern.m)
