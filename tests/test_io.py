@@ -42,3 +42,13 @@ def test_directory_replaces_previous_only_on_success(tmp_path):
             raise RuntimeError
     assert (target / "a").read_text() == "1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_code_version_tracks_the_library_source():
+    from apt.provenance import code_version
+    a = code_version("pruning")
+    assert a == code_version("pruning") and len(a) == 16
+    assert code_version("pruning", "engine") not in (a, code_version("engine"))
+    assert code_version("provenance.py") != code_version("io.py")
+    with pytest.raises(FileNotFoundError):
+        code_version("no_such_module.py")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -49,3 +50,22 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
+
+
+def code_version(*parts: str) -> str:
+    """Short hash of the library's own source for ``parts`` (subpackages or modules of ``apt``,
+    e.g. ``"pruning"``, ``"commands/prune.py"``); any edit counts, comments included.
+
+    The workflow passes it as a rule param so that Snakemake reruns the jobs whose code changed
+    (output mtimes alone would not notice a library change).
+    """
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for part in parts:
+        path = root / part
+        if not path.exists():
+            raise FileNotFoundError(f"code_version: no {path}")
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(f"{file.relative_to(root)}\0".encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]

@@ -1,6 +1,5 @@
 # Configuration checks, names and paths shared by every rule. No computation happens here:
 # the rules call the `apt` command, which calls the library.
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -8,8 +7,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-import apt
 from apt.data.assets import ASSETS, STAMP
+from apt.provenance import code_version
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -85,22 +84,8 @@ def apt_command(sub, model_job=False):
     return f"{prefix} {APT} {sub}".strip()
 
 
-def code_version(*parts):
-    """Short hash of the library source a job runs (``parts``: subpackages or modules of apt).
-
-    Used as a rule param: Snakemake reruns a job whose params changed (its ``params`` rerun
-    trigger), so a change in the solver or evaluation code reruns the jobs it affects, which
-    output mtimes alone would not. Any edit of those files counts, comments included.
-    """
-    root = Path(apt.__file__).parent
-    h = hashlib.sha256()
-    for part in parts:
-        path = root / part
-        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
+# Library versions, passed as params of the model jobs, so that Snakemake reruns a job whose
+# code changed (see apt.provenance.code_version).
 SHARED_CODE = ("models", "data", "provenance.py", "io.py")
 PRUNE_CODE = code_version("pruning", "engine", "commands/prune.py", *SHARED_CODE)
 EVAL_CODE = code_version("eval", "commands/eval.py", *SHARED_CODE)

@@ -145,6 +145,7 @@ def run(args) -> int:
 
     from apt.engine import PruneSettings, WorkDir, prune_model, save_checkpoint
     from apt.engine.checkpoint import fingerprint, tensor_digest
+    from apt.provenance import code_version
     from apt.models import adapter_for, load_model
     from apt.provenance import environment
 
@@ -209,7 +210,9 @@ def run(args) -> int:
                              true_sequential=bool(args.true_sequential), options=options)
     calib_digest = tensor_digest(calib_ids)
     fp = fingerprint({"settings": settings.as_dict(), "model": model_identity(str(getattr(model, "name_or_path", args.model))),
-                      "dtype": args.dtype, "device": str(device), "calib": calib_digest})
+                      "dtype": args.dtype, "device": str(device), "calib": calib_digest,
+                      # blocks pruned by other code are not resumed
+                      "code": code_version("pruning", "engine", "models")})
     work = WorkDir(args.work_dir or f"{out}.partial-work", fp)
     if args.no_resume:
         work.remove()
