@@ -21,7 +21,6 @@ class PreparedHessian:
     dead: torch.Tensor         # bool (n,), inputs that never fire
     damping: float             # the lambda finally used (relative to mean(diag H))
     retries: list[float] = field(default_factory=list)  # damping values that failed
-    mean_diag: float = 0.0     # mean of the undamped diagonal (dead inputs set to 1): the unit of damping
 
     def info(self) -> dict:
         return {"percdamp_used": self.damping, "cholesky_retries": list(self.retries),
@@ -68,7 +67,7 @@ def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,
         Hd[idx, idx] += damp * mean_diag
         R = upper_chol_of_inverse(Hd)
         if R is not None:
-            return PreparedHessian(Hd, R, dead, damp, retries, float(mean_diag))
+            return PreparedHessian(Hd, R, dead, damp, retries)
         retries.append(damp)
         damp = damp * 10 if damp > 0 else 1e-6
     raise ValueError(f"the Hessian is not positive definite even with damping {retries[-1]:g} x "
