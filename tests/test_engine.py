@@ -133,6 +133,38 @@ def test_killed_run_resumes_with_identical_weights(tiny_model_dir, family, tmp_p
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
 
 
+def test_checkpoint_interval_resumes_from_the_last_checkpoint(tiny_model_dir, tmp_path):
+    """every=2 on a 2-block model: killed after block 0 there is no checkpoint yet (the run
+    restarts from block 0, same result); killed after block 1 (the last) everything is kept."""
+    path = tiny_model_dir("llama")
+    settings = PruneSettings(method="wanda", sparsity=0.5)
+    ids = _ids()
+    model, _, adapter = _load(path)
+    prune_model(model, adapter, ids, settings, progress=False)
+    reference = model.state_dict()
+    for kill_at, resumed_after in ((0, 0), (1, 2)):
+        work = WorkDir(tmp_path / f"work{kill_at}", "fp", every=2)
+
+        def kill(i, kill_at=kill_at):
+            if i == kill_at:
+                raise _Killed
+
+        model, _, adapter = _load(path)
+        with pytest.raises(_Killed):
+            prune_model(model, adapter, ids, settings, work_dir=work, on_block_end=kill,
+                        progress=False)
+        hidden = sorted(p.name for p in work.path.glob("hidden_*.pt"))
+        assert hidden == ([] if kill_at == 0 else ["hidden_0002.pt"])
+        model, _, adapter = _load(path)
+        report, _ = prune_model(model, adapter, ids, settings,
+                                work_dir=WorkDir(work.path, "fp", every=2), progress=False)
+        assert report["resumed_after_blocks"] == resumed_after
+        resumed = model.state_dict()
+        assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    with pytest.raises(ValueError, match="interval"):
+        WorkDir(tmp_path / "w", "fp", every=0)
+
+
 def test_other_settings_start_afresh(tiny_model_dir, tmp_path):
     model, _, adapter = _load(tiny_model_dir("llama"))
     ids = _ids()

@@ -135,6 +135,7 @@ def _short_calib(tmp_path, rows=2, cols=24, high=300):
     ("option", "expected KEY=VALUE"),
     ("tooshort", "tiny.txt"),
     ("architecture", "unsupported architecture"),
+    ("checkpoint", "--checkpoint-every must be a positive integer"),
 ])
 def test_bad_input_is_refused_before_pruning(tiny_model_dir, tiny_text_file, tmp_path, capsys,
                                              no_pruning, case, message):
@@ -173,6 +174,8 @@ def test_bad_input_is_refused_before_pruning(tiny_model_dir, tiny_text_file, tmp
         extra = ["--device", "cuda"]
     elif case == "option":
         extra = ["--option", "novalue"]
+    elif case == "checkpoint":
+        extra = ["--checkpoint-every", "0"]
     elif case == "architecture":
         model = shutil.copytree(model, tmp_path / "m")
         cfg = json.loads((model / "config.json").read_text())

@@ -50,6 +50,9 @@ def add_arguments(parser):
     r = parser.add_argument_group("run")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     r.add_argument("--dtype", default="float32", choices=DTYPES, help="model weights dtype")
+    r.add_argument("--checkpoint-every", type=int, default=1, metavar="K",
+                   help="save the resumable state after every K blocks (default 1); a larger K "
+                        "writes the hidden states less often, a resumed run redoes up to K-1 blocks")
     r.add_argument("--work-dir", default=None,
                    help="resumable work folder (default: <out>.partial-work)")
     r.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
@@ -152,9 +155,9 @@ def run(args) -> int:
     for flag in ("model", "method", "out", "calib"):
         if not getattr(args, flag, None):
             raise AptError(f"--{flag} is required")
-    for flag in ("nsamples", "seqlen", "blocksize"):
+    for flag in ("nsamples", "seqlen", "blocksize", "checkpoint_every"):
         if getattr(args, flag) is not None and int(getattr(args, flag)) < 1:
-            raise AptError(f"--{flag} must be a positive integer; got {getattr(args, flag)}")
+            raise AptError(f"--{flag.replace('_', '-')} must be a positive integer; got {getattr(args, flag)}")
     if args.percdamp is not None and args.percdamp < 0:
         raise AptError(f"--percdamp must be >= 0; got {args.percdamp}")
     options = parse_options(args.option)
@@ -213,7 +216,7 @@ def run(args) -> int:
                       "dtype": args.dtype, "device": str(device), "calib": calib_digest,
                       # blocks pruned by other code are not resumed
                       "code": code_version("pruning", "engine", "models")})
-    work = WorkDir(args.work_dir or f"{out}.partial-work", fp)
+    work = WorkDir(args.work_dir or f"{out}.partial-work", fp, every=args.checkpoint_every)
     if args.no_resume:
         work.remove()
     torch.manual_seed(args.seed)

@@ -8,6 +8,10 @@ a consistent state. A rerun with the same fingerprint loads the
 finished blocks and the hidden states and continues; the results are identical to an
 uninterrupted run because the same tensors feed the same operations. A different fingerprint
 starts afresh (the old folder is cleared).
+
+With ``every=K`` the hidden states (the large part: tokens x hidden size per sample, about 2 GB
+per block for a 7B model on 128 x 2048 tokens) and the state are written only after every K-th
+block and after the last; a resumed run redoes at most K - 1 blocks.
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ def tensor_digest(t: torch.Tensor) -> str:
 
 
 class WorkDir:
-    def __init__(self, path: str | Path, fp: str) -> None:
+    def __init__(self, path: str | Path, fp: str, every: int = 1) -> None:
+        if every < 1:
+            raise ValueError(f"checkpoint interval must be >= 1 block; got {every}")
         self.path = Path(path)
         self.fp = fp
+        self.every = every
 
     def _state(self) -> dict | None:
         try:
@@ -62,16 +69,21 @@ class WorkDir:
         return 0
 
     def save_block(self, index: int, block: torch.nn.Module, hidden: list[torch.Tensor],
-                   records: list[dict]) -> None:
+                   records: list[dict], last: bool = False) -> None:
+        """Save block ``index``'s parameters; at a checkpoint (every ``every`` blocks, and the
+        last) also the hidden states and the state that make a rerun resume after it."""
         tensors = {k: v.detach().cpu().contiguous() for k, v in block.state_dict().items()}
         write_bytes_atomic(self.path / f"block_{index:04d}.safetensors", save(tensors))
+        if not (last or (index + 1) % self.every == 0):
+            return
         buf = io.BytesIO()
         torch.save({"hidden": [h.cpu() for h in hidden], "records": records}, buf)
-        write_bytes_atomic(self._hidden_path(index + 1), buf.getvalue())
+        new = self._hidden_path(index + 1)
+        write_bytes_atomic(new, buf.getvalue())
         write_json_atomic(self.path / "state.json", {"fingerprint": self.fp, "done": index + 1})
-        old = self._hidden_path(index)
-        if old.exists():
-            old.unlink()
+        for old in self.path.glob("hidden_*.pt"):
+            if old != new:
+                old.unlink()
 
     def _hidden_path(self, done: int) -> Path:
         return self.path / f"hidden_{done:04d}.pt"

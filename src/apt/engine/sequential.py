@@ -143,7 +143,7 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
                     log.info("block %d/%d pruned: mean relative layer error %.4g (%.1f s so far)",
                              i + 1, len(blocks), mean_err, time.perf_counter() - t_start)
         if work_dir is not None:
-            work_dir.save_block(i, block, inputs.hidden, records)
+            work_dir.save_block(i, block, inputs.hidden, records, last=i == len(blocks) - 1)
         if on_block_end is not None:
             on_block_end(i)
     bar.close()
