@@ -260,7 +260,8 @@ def run_synthetic(shapes: list[tuple[int, int]], methods: list[str],
                         t0, c0 = time.perf_counter(), time.process_time()
                         if method in ("reference", "plain"):
                             out = reference_fasterprune(w, h, sparsity or 0.0, nm[0], nm[1],
-                                                        blocksize, percdamp,
+                                                        blocksize, 0.01 if percdamp is None
+                                                        else percdamp,
                                                         lazy=(method == "reference"))
                         else:
                             name, extra = method, dict(opts.get(method, {}))
@@ -298,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", default=None, help="regex on layer names (default: all)")
     ap.add_argument("--opt", action="append", default=[], metavar="METHOD.KEY=VALUE")
     ap.add_argument("--blocksize", type=int, default=128)
-    ap.add_argument("--percdamp", type=float, default=0.01)
+    ap.add_argument("--percdamp", type=float, default=None,
+                    help="damping for every method (default: each method's own; the reference "
+                         "transcriptions use SparseGPT's 0.01)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: on a shared machine single-thread CPU "
