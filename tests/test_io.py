@@ -52,3 +52,13 @@ def test_code_version_tracks_the_library_source():
     assert code_version("provenance.py") != code_version("io.py")
     with pytest.raises(FileNotFoundError):
         code_version("no_such_module.py")
+
+
+def test_code_digest_ignores_comments_and_docstrings_only():
+    from apt.provenance import _code_digest
+    base = b'"""doc"""\nimport os\n\ndef f(x):\n    """what f does"""\n    return x + 1  # add one\n'
+    same = b'"""other doc"""\nimport os\n\n\ndef f(x):\n    # a comment\n    return x + 1\n'
+    changed = b'"""doc"""\nimport os\n\ndef f(x):\n    """what f does"""\n    return x + 2\n'
+    assert _code_digest(base) == _code_digest(same)
+    assert _code_digest(base) != _code_digest(changed)
+    assert _code_digest(b"def (:") == b"def (:"      # not Python: the bytes themselves

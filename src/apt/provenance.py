@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import hashlib
 import importlib.metadata
@@ -52,9 +53,26 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def _code_digest(source: bytes) -> bytes:
+    """The syntax tree of a module without its comments and docstrings (so editing those does
+    not count as a code change); the bytes themselves if the file does not parse."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
+
+
 def code_version(*parts: str) -> str:
-    """Short hash of the library's own source for ``parts`` (subpackages or modules of ``apt``,
-    e.g. ``"pruning"``, ``"commands/prune.py"``); any edit counts, comments included.
+    """Short hash of the library's own code for ``parts`` (subpackages or modules of ``apt``,
+    e.g. ``"pruning"``, ``"commands/prune.py"``): of each module's syntax tree, so comments and
+    docstrings do not count, any change of code does.
 
     The workflow passes it as a rule param so that Snakemake reruns the jobs whose code changed
     (output mtimes alone would not notice a library change).
@@ -67,5 +85,5 @@ def code_version(*parts: str) -> str:
             raise FileNotFoundError(f"code_version: no {path}")
         for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
             digest.update(f"{file.relative_to(root)}\0".encode())
-            digest.update(file.read_bytes())
+            digest.update(_code_digest(file.read_bytes()))
     return digest.hexdigest()[:16]
