@@ -42,7 +42,7 @@ def add_arguments(parser):
     s.add_argument("--blocksize", type=int, default=128, help="columns per lazy-update block")
     s.add_argument("--percdamp", type=float, default=None,
                    help="damping, fraction of mean(diag H) (default: the method's own: "
-                        "sparsegpt 0.01 as its reference code, apt 0.1)")
+                        "sparsegpt 0.01 as its reference code, apt 0.02)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option passed to the solver (repeatable; value parsed as YAML)")
     s.add_argument("--true-sequential", action="store_true",

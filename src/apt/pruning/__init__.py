@@ -73,7 +73,7 @@ def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str
     (N zeros in every M consecutive inputs of each row; ``sparsity`` may be omitted).
     Computation runs in float32 or float64; the result has the dtype and device of ``weight``.
     ``percdamp`` (damping, a fraction of ``mean(diag H)``) defaults to the method's own
-    ``DEFAULT_PERCDAMP``: 0.01 for SparseGPT as in its reference code, 0.1 for APT (chosen on
+    ``DEFAULT_PERCDAMP``: 0.01 for SparseGPT as in its reference code, 0.02 for APT (chosen on
     held-out calibration data, see :mod:`apt.pruning.apt`).
     """
     if method not in METHODS:

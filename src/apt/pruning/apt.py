@@ -82,7 +82,7 @@ from apt.pruning.patterns import Pattern
 
 NEEDS_HESSIAN = True
 #: damping (fraction of mean(diag H)) of the mask search and the refit; see the module docstring
-DEFAULT_PERCDAMP = 0.1
+DEFAULT_PERCDAMP = 0.02
 
 DEFAULTS = {"mask_rule": "score", "score": "full", "joint_block": 1, "refit": "cg",
             "refit_iters": 5, "refit_dtype": "float32", "swap_iters": 8, "greedy_counts": "score",
