@@ -113,7 +113,8 @@ def main(argv=None) -> int:
     out = {"command": " ".join([".venv/bin/python", "benchmarks/apt_variants.py", *sys.argv[1:]]),
            "variants": variants, "threads": args.threads, "hessians": args.hessians,
            "meta": data.get("__meta__"), "heldout": args.heldout,
-           "heldout_meta": heldout.get("__meta__") if heldout else None, "results": results, "environment": environment()}
+           "heldout_meta": heldout.get("__meta__") if heldout else None, "results": results,
+           "environment": environment()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(Path(args.out), out)
     return 0
