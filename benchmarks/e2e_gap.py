@@ -30,13 +30,10 @@ from pathlib import Path
 
 from apt.io import write_json_atomic
 from apt.provenance import environment
+from prune_smollm2 import pattern_flags   # the sibling benchmark (this folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("sparsegpt", "apt")
-
-
-def pattern_flags(p: str) -> list[str]:
-    return ["--pattern", p] if ":" in p else ["--pattern", "unstructured", "--sparsity", p]
 
 
 def token(p: str) -> str:

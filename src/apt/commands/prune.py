@@ -167,7 +167,7 @@ def run(args) -> int:
     if percdamp is None and args.method in METHODS:
         percdamp = default_percdamp(args.method)     # recorded in the report as used
     pat, frac = check_solver(args.method, args.sparsity, args.pattern, args.blocksize,
-                             args.percdamp, options)
+                             percdamp, options)
     device = parse_device(str(args.device))
     out = Path(args.out)
     if out.exists() and not args.force:

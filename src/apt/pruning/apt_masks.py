@@ -20,16 +20,12 @@ from apt.pruning.masks import lowest_k
 from apt.pruning.mrp import _row_chunks
 
 
-def _lowest(scores: torch.Tensor, count: int) -> torch.Tensor:
-    return lowest_k(scores, count)
-
-
 def score_mask(w: torch.Tensor, A: torch.Tensor, G: torch.Tensor, count: int,
                denom: torch.Tensor | None = None) -> torch.Tensor:
     """Lowest ``w^2 / denom`` over the block; ``denom`` defaults to SparseGPT's ``A_jj^2``."""
     if denom is None:
         denom = torch.diagonal(A).pow(2)
-    return _lowest(w.pow(2) / denom.unsqueeze(0), count)
+    return lowest_k(w.pow(2) / denom.unsqueeze(0), count)
 
 
 def _prefix_mask(order: torch.Tensor, counts: torch.Tensor, b: int) -> torch.Tensor:
@@ -80,7 +76,7 @@ def greedy_mask(w, A, G, count, counts: str = "score", denom=None) -> torch.Tens
     order, incs = greedy_order(w, G, steps)
     # the increments of a row, made nondecreasing, priced against every other row's
     incs = torch.cummax(incs, dim=1).values
-    sel = _lowest(incs, min(count, incs.numel()))
+    sel = lowest_k(incs, min(count, incs.numel()))
     per_row = sel.sum(1)
     return _prefix_mask(order, per_row, b)
 
