@@ -11,6 +11,7 @@ import itertools
 import pytest
 import torch
 
+from apt.pruning import apt as apt_solver
 from apt.pruning import prune_matrix
 from apt.pruning.apt_masks import swap_deltas
 from apt.pruning.hessian import prepare
@@ -25,6 +26,11 @@ def problem(m=5, n=8, T=64, seed=0):
     X = mix @ torch.randn(n, T, generator=g, dtype=D)
     W = torch.randn(m, n, generator=g, dtype=D)
     return W, (2.0 / T) * X @ X.T, X
+
+
+def apt_damped(H, percdamp):
+    """H with the damping APT adds (its default unit, median of diag H)."""
+    return prepare(H, percdamp, unit=apt_solver.DEFAULTS["damp_unit"]).hessian
 
 
 def err(W0, W1, H):
@@ -66,7 +72,7 @@ def test_blockwise_mrp_equals_sequential_least_squares():
     Wp, mask, _ = (lambda r: (r.weight, r.mask, r.info))(
         prune_matrix(W, H, "apt", 0.5, "unstructured", blocksize=4, percdamp=0.01,
                      mask_rule="score", joint_block=4, refit=False))
-    Hd = prepare(H, 0.01).hessian
+    Hd = apt_damped(H, 0.01)
     for r in range(4):
         Q1 = [j for j in range(4) if mask[r, j]]
         v = constrained_ls(W[r], Hd, [j for j in range(8) if j not in Q1], Q1)
@@ -92,7 +98,7 @@ def test_nm_choice_equals_exhaustive_search(nm):
     N, M = nm
     W, H, _ = problem(m=6, n=2 * M, seed=3)
     res = prune_matrix(W, H, "apt", None, f"{N}:{M}", blocksize=128, percdamp=0.01, refit=False)
-    Hd = prepare(H, 0.01).hessian
+    Hd = apt_damped(H, 0.01)
     n = 2 * M
     for r in range(6):
         v = W[r].clone()
@@ -159,7 +165,8 @@ def test_single_block_beats_sparsegpt(rule):
     for seed in range(3):
         W, H, _ = problem(m=8, n=16, T=64, seed=seed)
         a = prune_matrix(W, H, "apt", 0.5, "unstructured", blocksize=16, mask_rule=rule,
-                         score="sparsegpt", joint_block=16, refit=False, percdamp=0.01)
+                         score="sparsegpt", joint_block=16, refit=False, percdamp=0.01,
+                         damp_unit="mean")
         s = prune_matrix(W, H, "sparsegpt", 0.5, "unstructured", blocksize=16, percdamp=0.01)
         if rule == "score":
             assert torch.equal(a.mask, s.mask)
@@ -244,7 +251,7 @@ def test_joint_block_one_is_sparsegpt():
     """Sub-blocks of one column reduce the joint update to SparseGPT's OBS loop exactly."""
     W, H, _ = problem(m=9, n=24, T=96, seed=11)
     a = prune_matrix(W, H, "apt", 0.6, "unstructured", blocksize=8, joint_block=1,
-                     score="sparsegpt", refit=False, percdamp=0.01)
+                     score="sparsegpt", refit=False, percdamp=0.01, damp_unit="mean")
     s = prune_matrix(W, H, "sparsegpt", 0.6, "unstructured", blocksize=8, percdamp=0.01)
     assert torch.equal(a.mask, s.mask)
     torch.testing.assert_close(a.weight, s.weight, rtol=1e-9, atol=1e-11)

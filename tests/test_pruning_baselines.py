@@ -251,6 +251,34 @@ def test_hopeless_hessian_raises_instead_of_falling_back():
         prune_matrix(torch.randn(3, 8), h, "sparsegpt", sparsity=0.5)
 
 
+@pytest.mark.parametrize("unit", ["mean", "median"])
+def test_damping_unit(unit):
+    """lambda times the mean of diag H (dead inputs counted as 1) or the median of the live ones."""
+    _, h, _ = make_problem(1, 9, seed=3)
+    h[4, :] = 0.0
+    h[:, 4] = 0.0                                   # a dead input
+    live = torch.diagonal(h)[[j for j in range(9) if j != 4]]
+    fixed = torch.diagonal(h).clone()
+    fixed[4] = 1.0
+    scale = fixed.mean() if unit == "mean" else live.median()
+    prep = prepare(h, 0.3, unit=unit)
+    expect = h.clone()
+    expect[4, 4] = 1.0
+    expect += 0.3 * scale * torch.eye(9, dtype=h.dtype)
+    torch.testing.assert_close(prep.hessian, expect)
+    assert prep.info()["damp_unit"] == unit
+
+
+def test_damping_units_of_the_solvers():
+    """SparseGPT keeps the reference convention (mean); APT's default unit is the median."""
+    w, h, _ = make_problem(4, 16, seed=2)
+    assert prune_matrix(w, h, "sparsegpt", 0.5).info["damp_unit"] == "mean"
+    assert prune_matrix(w, h, "apt", 0.5).info["damp_unit"] == "median"
+    assert prune_matrix(w, h, "apt", 0.5, damp_unit="mean").info["damp_unit"] == "mean"
+    with pytest.raises(ValueError, match="damp_unit must be one of"):
+        prune_matrix(w, h, "apt", 0.5, damp_unit="max")
+
+
 def test_prepare_factor_matches_trailing_inverses():
     _, h, _ = make_problem(1, 12, seed=11)
     prep = prepare(h, 0.01)

@@ -41,8 +41,9 @@ def add_arguments(parser):
     s = parser.add_argument_group("solver")
     s.add_argument("--blocksize", type=int, default=128, help="columns per lazy-update block")
     s.add_argument("--percdamp", type=float, default=None,
-                   help="damping, fraction of mean(diag H) (default: the method's own: "
-                        "sparsegpt 0.01 as its reference code, apt 0.02)")
+                   help="damping, a multiple of mean(diag H) (default: the method's own: "
+                        "sparsegpt 0.01 as its reference code; apt 0.1 in units of the median "
+                        "of diag H, --option damp_unit=mean for the mean)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option passed to the solver (repeatable; value parsed as YAML)")
     s.add_argument("--true-sequential", action="store_true",

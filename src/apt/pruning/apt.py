@@ -83,17 +83,18 @@ from __future__ import annotations
 import torch
 
 from apt.pruning.apt_masks import greedy_mask, score_mask, swap_refine
-from apt.pruning.hessian import prepare
+from apt.pruning.hessian import DAMP_UNITS, prepare
 from apt.pruning.masks import prune_count
 from apt.pruning.mrp import mrp_update, nm_patterns, pattern_operators, refit_cg, \
     refit_exact
 from apt.pruning.patterns import Pattern
 
 NEEDS_HESSIAN = True
-#: damping (fraction of mean(diag H)) of the mask search and the refit; see the module docstring
-DEFAULT_PERCDAMP = 0.02
+#: damping of the mask search and the refit, in units of ``DEFAULTS["damp_unit"]`` (the median
+#: of diag H); see the module docstring
+DEFAULT_PERCDAMP = 0.1
 
-DEFAULTS = {"mask_rule": "score", "score": "full", "joint_block": 1, "refit": "cg",
+DEFAULTS = {"damp_unit": "median", "mask_rule": "score", "score": "full", "joint_block": 1, "refit": "cg",
             "refit_iters": 5, "refit_dtype": "float32", "swap_iters": 8, "greedy_counts": "score",
             "nm_loss": "trailing"}
 MASK_RULES = ("score", "greedy", "swap")
@@ -250,7 +251,9 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     opts = {**DEFAULTS, **options}
     if opts["refit"] not in REFITS:
         raise ValueError(f"refit must be one of {REFITS}; got {opts['refit']!r}")
-    prep = prepare(hessian.to(weight.device), percdamp)
+    if opts["damp_unit"] not in DAMP_UNITS:
+        raise ValueError(f"damp_unit must be one of {DAMP_UNITS}; got {opts['damp_unit']!r}")
+    prep = prepare(hessian.to(weight.device), percdamp, unit=opts["damp_unit"])
     H, R = prep.hessian, prep.hinv_chol
     W = weight.to(dtype=H.dtype).clone()
     W[:, prep.dead] = 0.0

@@ -1,8 +1,10 @@
 """Hessian preparation shared by the second-order solvers (SparseGPT, APT).
 
 ``prepare`` applies the conventions of ``shared/method.md``: dead inputs (``diag(H) == 0``) get
-``H[j, j] = 1`` and their weights are pruned outright; damping ``percdamp * mean(diag H) * I`` is
-added; the upper Cholesky factor ``R`` of ``H^-1`` (``Hinv = R^T R``) is computed, and a failed
+``H[j, j] = 1`` and their weights are pruned outright; damping ``percdamp * unit * I`` is added,
+where the unit is ``mean(diag H)`` (the method's convention, SparseGPT's reference) or, with
+``unit="median"``, the median of the live inputs' ``diag H`` (APT's default: see
+:mod:`apt.pruning.apt`); the upper Cholesky factor ``R`` of ``H^-1`` (``Hinv = R^T R``) is computed, and a failed
 factorization is retried with 10x the damping, a few times, each retry recorded. It never falls
 back to an identity matrix.
 """
@@ -19,12 +21,13 @@ class PreparedHessian:
     hessian: torch.Tensor      # damped H (n x n), compute dtype
     hinv_chol: torch.Tensor    # upper R with H^-1 = R^T R
     dead: torch.Tensor         # bool (n,), inputs that never fire
-    damping: float             # the lambda finally used (relative to mean(diag H))
+    damping: float             # the lambda finally used (relative to the unit)
     retries: list[float] = field(default_factory=list)  # damping values that failed
+    unit: str = "mean"         # what lambda multiplies: mean or median of diag H
 
     def info(self) -> dict:
-        return {"percdamp_used": self.damping, "cholesky_retries": list(self.retries),
-                "dead_inputs": int(self.dead.sum())}
+        return {"percdamp_used": self.damping, "damp_unit": self.unit,
+                "cholesky_retries": list(self.retries), "dead_inputs": int(self.dead.sum())}
 
 
 def compute_dtype(n: int, device: torch.device) -> torch.dtype:
@@ -50,25 +53,39 @@ def upper_chol_of_inverse(H: torch.Tensor) -> torch.Tensor | None:
     return R
 
 
+DAMP_UNITS = ("mean", "median")
+
+
+def damping_unit(diag: torch.Tensor, dead: torch.Tensor, unit: str) -> torch.Tensor:
+    """What ``percdamp`` multiplies: ``mean(diag H)`` (dead inputs counted as 1) or the median
+    of the live inputs' ``diag H``."""
+    if unit == "mean":
+        return diag.mean()
+    if unit == "median":
+        live = diag[~dead]
+        return live.median() if live.numel() else diag.new_tensor(1.0)
+    raise ValueError(f"damping unit must be one of {DAMP_UNITS}; got {unit!r}")
+
+
 def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,
-            dtype: torch.dtype | None = None) -> PreparedHessian:
+            dtype: torch.dtype | None = None, unit: str = "mean") -> PreparedHessian:
     n = hessian.shape[0]
     dtype = dtype or compute_dtype(n, hessian.device)
     H = hessian.to(dtype=dtype).clone()
     diag = torch.diagonal(H)
     dead = diag == 0
     H[dead, dead] = 1.0
-    mean_diag = torch.diagonal(H).mean()
+    scale = damping_unit(torch.diagonal(H), dead, unit)
     damp = percdamp
     retries: list[float] = []
     idx = torch.arange(n, device=H.device)
     for _ in range(max_retries + 1):
         Hd = H.clone()
-        Hd[idx, idx] += damp * mean_diag
+        Hd[idx, idx] += damp * scale
         R = upper_chol_of_inverse(Hd)
         if R is not None:
-            return PreparedHessian(Hd, R, dead, damp, retries)
+            return PreparedHessian(Hd, R, dead, damp, retries, unit)
         retries.append(damp)
         damp = damp * 10 if damp > 0 else 1e-6
     raise ValueError(f"the Hessian is not positive definite even with damping {retries[-1]:g} x "
-                     "mean(diag H); check the calibration inputs (NaN, too few tokens)")
+                     f"{unit}(diag H); check the calibration inputs (NaN, too few tokens)")
