@@ -105,30 +105,42 @@ def refit_cg(w0: torch.Tensor, H: torch.Tensor, pruned: torch.Tensor, x: torch.T
     (SPD on them; one more matmul per step, far fewer steps when inputs are correlated).
     """
     keep = (~pruned).to(x.dtype)
-    x = x * keep
+    x = x * keep                        # a new tensor: the caller's x is left alone
     dinv = 1.0 / torch.diagonal(H)
 
-    def precond(r):
-        return (r @ hinv) * keep if hinv is not None else r * dinv
+    def precond(r, out=None):
+        if hinv is not None:
+            return torch.mul(r @ hinv, keep, out=out)
+        return torch.mul(r, dinv, out=out)
 
-    r = -((x - w0) @ H) * keep                           # negative gradient
+    # m x n work per step: one GEMM, then in-place passes (the CG loop is memory-bound between
+    # GEMMs on CPU, so temporaries cost as much as the arithmetic)
+    r = (w0 - x) @ H                                     # negative gradient
+    r.mul_(keep)
     z = precond(r)
     p = z.clone()
-    rz = (r * z).sum(1, keepdim=True)
+    Ap = torch.empty_like(p)
+    rz = _rowdot(r, z)
     tiny = torch.finfo(x.dtype).tiny
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
     for _ in range(iters):
-        Ap = (p @ H) * keep
-        pAp = (p * Ap).sum(1, keepdim=True)
-        alpha = rz / pAp.clamp_min(tiny)
-        alpha = torch.where(pAp > 0, alpha, torch.zeros_like(alpha))
-        x = x + alpha * p
-        r = r - alpha * Ap
-        z = precond(r)
-        rz_new = (r * z).sum(1, keepdim=True)
-        beta = torch.where(rz > 0, rz_new / rz.clamp_min(tiny), torch.zeros_like(rz))
-        p = z + beta * p
+        torch.matmul(p, H, out=Ap)
+        Ap.mul_(keep)
+        pAp = _rowdot(p, Ap)
+        alpha = torch.where(pAp > 0, rz / pAp.clamp_min(tiny), zero)
+        x.addcmul_(alpha, p)
+        r.addcmul_(alpha, Ap, value=-1.0)
+        precond(r, out=z)
+        rz_new = _rowdot(r, z)
+        beta = torch.where(rz > 0, rz_new / rz.clamp_min(tiny), zero)
+        p.mul_(beta).add_(z)
         rz = rz_new
-    return x * keep
+    return x.mul_(keep)
+
+
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-row dot products as a (rows x 1) column."""
+    return torch.linalg.vecdot(a, b, dim=1).unsqueeze(1)
 
 
 def comb(m: int, n: int) -> int:
