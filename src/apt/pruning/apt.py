@@ -123,8 +123,11 @@ def _joint_update(W, R, j, e, m1, b):
         if e < W.shape[1]:
             W[:, e:] -= _tri_right(A, -dw) @ R[j:e, e:]
         return
-    if b == 1:          # SparseGPT's loop, on a transposed copy so each column is contiguous
-        W1T = W1.t().contiguous()
+    if b == 1:          # SparseGPT's loop, on the transpose so that each column is contiguous
+        W1T = W1.t()
+        in_place = W1T.is_contiguous()       # W is a view of its (inputs x outputs) transpose
+        if not in_place:
+            W1T = W1T.contiguous()
         mT = m1.t()
         A = R[j:e, j:e]
         d = torch.diagonal(A)
@@ -135,9 +138,10 @@ def _joint_update(W, R, j, e, m1, b):
             W1T[i:].addr_(A[i, i:], z, alpha=-1.0)
             W1T[i].masked_fill_(mT[i], 0.0)
             Z1T[i] = z
-        W[:, j:e] = W1T.t()
+        if not in_place:
+            W[:, j:e] = W1T.t()
         if e < W.shape[1]:
-            W[:, e:] -= Z1T.t() @ R[j:e, e:]
+            W[:, e:].t().addmm_(R[j:e, e:].t(), Z1T, alpha=-1.0)
         return
     W1 = W1.clone()
     Z1 = torch.zeros_like(W1)
@@ -266,7 +270,10 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     if pattern.structured:
         mask = _nm(W, R, pattern, blocksize, opts["nm_loss"])
     else:
-        mask = _unstructured(W, R, sparsity, blocksize, opts)
+        # the column loop works on the (inputs x outputs) layout, updated in place through a view
+        Wt = W.t().contiguous().t()
+        mask = _unstructured(Wt, R, sparsity, blocksize, opts)
+        W = Wt.contiguous()
     mask |= prep.dead.unsqueeze(0)
     if opts["refit"] == "exact":
         W = refit_exact(W0, H, mask)
