@@ -1,6 +1,7 @@
 """Exploratory: APT's damping in units of mean(diag H) (the method's convention) or median(diag H).
 
     .venv/bin/python benchmarks/apt_damping_unit.py [--patterns 50%,2:4] [--threads 2]
+        [--medians 0.05,0.1,0.2,0.4] [--hessians FILE] [--heldout FILE]
         [--out results/benchmarks/apt_damping_unit.json]
 
 Motivation (``src/apt/pruning/apt.py``): a damping of 0.1 x mean(diag H) hurt exactly the layers
@@ -34,12 +35,14 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout", default=str(BENCH / "hessians_smollm2_heldout_s12345_n32.pt"))
     ap.add_argument("--patterns", default="50%,2:4")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--medians", default="0.05,0.1,0.2,0.4",
+                    help="damping values, in units of median(diag H), to try")
     ap.add_argument("--out", default=str(ROOT / "results/benchmarks/apt_damping_unit.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     train, held = torch.load(args.hessians), torch.load(args.heldout)
-    variants = {"sparsegpt": None, "mean_0.02 (default)": ("mean", 0.02)}
-    variants.update({f"median_{c}": ("median", c) for c in (0.05, 0.1, 0.2, 0.4)})
+    variants = {"sparsegpt": None, "mean_0.02": ("mean", 0.02)}
+    variants.update({f"median_{c}": ("median", float(c)) for c in args.medians.split(",")})
     results = {}
     for pspec in args.patterns.split(","):
         kw = ({"pattern": pspec} if ":" in pspec else
@@ -59,7 +62,7 @@ def main(argv=None) -> int:
                 else:
                     unit, c = spec
                     damp = c * (median_over_mean if unit == "median" else 1.0)
-                    r = prune_matrix(W, H, method="apt", percdamp=damp, **kw)
+                    r = prune_matrix(W, H, method="apt", percdamp=damp, damp_unit="mean", **kw)
                 a, b = layer_error_parts(W, r.weight, H.double()), layer_error_parts(W, r.weight, Hh)
                 t = tot[v]
                 t["in"] += a[0]; t["in_den"] += a[1]; t["out"] += b[0]; t["out_den"] += b[1]
@@ -73,7 +76,8 @@ def main(argv=None) -> int:
             print(f"{pspec:>4} {v:20s} in-sample {s['in_sample_ratio']:.3f}  held-out "
                   f"{s['heldout_ratio']:.3f}  won held-out {s['heldout_won']}/{s['layers']}", flush=True)
         results[pspec] = summary
-    write_json_atomic(Path(args.out), {
+    meta = {"hessians": train.get("__meta__"), "heldout": held.get("__meta__")}
+    write_json_atomic(Path(args.out), {"meta": meta,
         "command": " ".join([".venv/bin/python", "benchmarks/apt_damping_unit.py", *sys.argv[1:]]),
         "hessians": args.hessians, "heldout": args.heldout, "results": results,
         "environment": environment()})
