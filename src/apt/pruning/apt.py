@@ -57,6 +57,13 @@ The default wins every layer, in-sample and held-out, at every pattern.
   every layer held-out; 0.2 and 0.4 lower the held-out total further (0.909 / 0.912 at 50 %)
   but lose 3 of the 35 layers to SparseGPT. Tuned on the C4 sample (a held-out draw of it),
   never on a test text.
+* The damping does not need to follow the calibration size, at least from 8k to 32k tokens:
+  with Hessians of 16 x 512, 32 x 512 and 64 x 512 tokens (each scored on another draw,
+  ``results/benchmarks/apt_damping_tokens_{8k,16k,32k}.json``, ``benchmarks/apt_damping_unit.py
+  --medians ... --hessians A --heldout B``), the best of 0.0125-0.4 x median is 0.2 / 0.1 / 0.1
+  at 50 % and 0.4 / 0.2 / 0.1 at 2:4, and 0.1 is within 0.01 of the best held-out total at each
+  size. APT's held-out lead grows with the data: 0.914 / 0.898 / 0.889 of SparseGPT's error at
+  50 % and 0.900 / 0.879 / 0.872 at 2:4 (scored on 32k, 32k and 16k tokens respectively).
 * End to end (``benchmarks/e2e_gap.py``: 3 calibration draws of 16 x 512 tokens, perplexity on
   32 windows of 512 tokens), the share of the SparseGPT-to-dense perplexity gap APT closes,
   mean over draws, wiki / C4 sample: 0.1 x median 17 / 19 % (50 %), 17 / 17 % (2:4), 16 / 16 %
