@@ -103,7 +103,7 @@ from __future__ import annotations
 import torch
 
 from apt.pruning.apt_masks import greedy_mask, score_mask, swap_refine
-from apt.pruning.hessian import DAMP_UNITS, prepare
+from apt.pruning.hessian import prepare
 from apt.pruning.masks import prune_count
 from apt.pruning.mrp import mrp_update, nm_patterns, pattern_operators, refit_cg, \
     refit_exact
@@ -275,8 +275,6 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     opts = {**DEFAULTS, **options}
     if opts["refit"] not in REFITS:
         raise ValueError(f"refit must be one of {REFITS}; got {opts['refit']!r}")
-    if opts["damp_unit"] not in DAMP_UNITS:
-        raise ValueError(f"damp_unit must be one of {DAMP_UNITS}; got {opts['damp_unit']!r}")
     prep = prepare(hessian.to(weight.device), percdamp, unit=opts["damp_unit"])
     H, R = prep.hessian, prep.hinv_chol
     W = weight.to(dtype=H.dtype).clone()

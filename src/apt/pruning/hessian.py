@@ -4,9 +4,9 @@
 ``H[j, j] = 1`` and their weights are pruned outright; damping ``percdamp * unit * I`` is added,
 where the unit is ``mean(diag H)`` (the method's convention, SparseGPT's reference) or, with
 ``unit="median"``, the median of the live inputs' ``diag H`` (APT's default: see
-:mod:`apt.pruning.apt`); the upper Cholesky factor ``R`` of ``H^-1`` (``Hinv = R^T R``) is computed, and a failed
-factorization is retried with 10x the damping, a few times, each retry recorded. It never falls
-back to an identity matrix.
+:mod:`apt.pruning.apt`); the upper Cholesky factor ``R`` of ``H^-1`` (``Hinv = R^T R``) is
+computed, and a failed factorization is retried with 10x the damping, a few times, each retry
+recorded. It never falls back to an identity matrix.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def damping_unit(diag: torch.Tensor, dead: torch.Tensor, unit: str) -> torch.Ten
     if unit == "median":
         live = diag[~dead]
         return live.median() if live.numel() else diag.new_tensor(1.0)
-    raise ValueError(f"damping unit must be one of {DAMP_UNITS}; got {unit!r}")
+    raise ValueError(f"damp_unit must be one of {DAMP_UNITS}; got {unit!r}")
 
 
 def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,
