@@ -28,9 +28,9 @@ def problem(m=5, n=8, T=64, seed=0):
     return W, (2.0 / T) * X @ X.T, X
 
 
-def apt_damped(H, percdamp):
-    """H with the damping APT adds (its default unit, median of diag H)."""
-    return prepare(H, percdamp, unit=apt_solver.DEFAULTS["damp_unit"]).hessian
+def apt_damped(H, percdamp=apt_solver.DEFAULT_PERCDAMP, search="blockwise"):
+    """H with the damping APT adds (in the default unit of ``search``)."""
+    return prepare(H, percdamp, unit=apt_solver.SEARCH_DEFAULTS[search]["damp_unit"]).hessian
 
 
 def err(W0, W1, H):
@@ -71,7 +71,7 @@ def test_blockwise_mrp_equals_sequential_least_squares():
     W, H, _ = problem(m=4, n=8)
     Wp, mask, _ = (lambda r: (r.weight, r.mask, r.info))(
         prune_matrix(W, H, "apt", 0.5, "unstructured", blocksize=4, percdamp=0.01,
-                     mask_rule="score", joint_block=4, refit=False))
+                     search="blockwise", mask_rule="score", joint_block=4, refit=False))
     Hd = apt_damped(H, 0.01)
     for r in range(4):
         Q1 = [j for j in range(4) if mask[r, j]]
@@ -97,7 +97,8 @@ def constrained_ls_frozen(v, H, sub, zero):
 def test_nm_choice_equals_exhaustive_search(nm):
     N, M = nm
     W, H, _ = problem(m=6, n=2 * M, seed=3)
-    res = prune_matrix(W, H, "apt", None, f"{N}:{M}", blocksize=128, percdamp=0.01, refit=False)
+    res = prune_matrix(W, H, "apt", None, f"{N}:{M}", blocksize=128, percdamp=0.01, refit=False,
+                       search="blockwise")
     Hd = apt_damped(H, 0.01)
     n = 2 * M
     for r in range(6):
@@ -126,15 +127,16 @@ def test_nm_single_group_beats_sparsegpt(pattern):
     N, M = map(int, pattern.split(":"))
     for seed in range(3):
         W, H, _ = problem(m=8, n=M, seed=seed)
-        a = prune_matrix(W, H, "apt", None, pattern, refit=False)
+        a = prune_matrix(W, H, "apt", None, pattern, refit=False, search="blockwise")
         s = prune_matrix(W, H, "sparsegpt", None, pattern)
         assert err(W, a.weight, H) <= err(W, s.weight, H) * (1 + 1e-9) + 1e-12
 
 
 # ---------------------------------------------------------------------------- refit
-def test_refit_exact_equals_lstsq():
+@pytest.mark.parametrize("search", apt_solver.SEARCHES)
+def test_refit_exact_equals_lstsq(search):
     W, H, X = problem(m=5, n=8, T=40)
-    res = prune_matrix(W, H, "apt", 0.5, "unstructured", percdamp=0.0, refit="exact")
+    res = prune_matrix(W, H, "apt", 0.5, "unstructured", percdamp=0.0, refit="exact", search=search)
     for r in range(5):
         K = (~res.mask[r]).nonzero().squeeze(1)
         sol = torch.linalg.lstsq(X[K].T, (W[r] @ X).unsqueeze(1)).solution.squeeze(1)
@@ -144,17 +146,19 @@ def test_refit_exact_equals_lstsq():
 
 @pytest.mark.parametrize("pattern,sparsity", [("unstructured", 0.5), ("unstructured", 0.7),
                                               ("2:4", None), ("4:8", None)])
-def test_refit_never_increases_error(pattern, sparsity):
+@pytest.mark.parametrize("search", apt_solver.SEARCHES)
+def test_refit_never_increases_error(pattern, sparsity, search):
     W, H, _ = problem(m=16, n=32, T=128, seed=5)
     out = {}
     for refit in (False, "cg", "exact"):
-        r = prune_matrix(W, H, "apt", sparsity, pattern, blocksize=8, refit=refit)
-        out[refit] = (r.mask, err(W, r.weight, H))
+        r = prune_matrix(W, H, "apt", sparsity, pattern, blocksize=8, refit=refit, search=search)
+        out[refit] = (r.mask, err(W, r.weight, H), r.weight)
     assert torch.equal(out[False][0], out["cg"][0]) and torch.equal(out[False][0], out["exact"][0])
     assert out["cg"][1] <= out[False][1] * (1 + 1e-6)   # float32 CG: rounding only
-    Hd = prepare(H, 0.01).hessian     # the exact refit is optimal for the damped objective
+    Hd = apt_damped(H, search=search)   # the exact refit is optimal for the damped objective
     ex = refit_exact(W, Hd, out["exact"][0])
-    cg = prune_matrix(W, H, "apt", sparsity, pattern, blocksize=8, refit="cg").weight
+    torch.testing.assert_close(ex, out["exact"][2])
+    cg = out["cg"][2]
     assert err(W, ex, Hd) <= err(W, cg, Hd) * (1 + 1e-9)
 
 
@@ -164,7 +168,8 @@ def test_single_block_beats_sparsegpt(rule):
     it; swaps only ever lower the joint loss."""
     for seed in range(3):
         W, H, _ = problem(m=8, n=16, T=64, seed=seed)
-        a = prune_matrix(W, H, "apt", 0.5, "unstructured", blocksize=16, mask_rule=rule,
+        a = prune_matrix(W, H, "apt", 0.5, "unstructured", blocksize=16, search="blockwise",
+                         mask_rule=rule,
                          score="sparsegpt", joint_block=16, refit=False, percdamp=0.01,
                          damp_unit="mean")
         s = prune_matrix(W, H, "sparsegpt", 0.5, "unstructured", blocksize=16, percdamp=0.01)
@@ -195,23 +200,27 @@ def test_swap_deltas_match_brute_force():
 
 
 # ---------------------------------------------------------------------------- patterns, dtypes
-@pytest.mark.parametrize("rule", ["score", "greedy", "greedy_adaptive", "swap"])
+@pytest.mark.parametrize("rule", ["admm", "score", "greedy", "greedy_adaptive", "swap"])
 @pytest.mark.parametrize("sparsity", [0.5, 0.6, 0.7])
 def test_unstructured_count_exact(rule, sparsity):
     W, H, _ = problem(m=7, n=20, T=80, seed=2)
-    counts = "adaptive" if rule == "greedy_adaptive" else "score"
-    r = prune_matrix(W, H, "apt", sparsity, "unstructured", blocksize=8,
-                     mask_rule=rule.split("_")[0], greedy_counts=counts, swap_iters=2)
+    if rule == "admm":
+        opts = {"search": "admm"}
+    else:
+        opts = {"search": "blockwise", "mask_rule": rule.split("_")[0], "swap_iters": 2,
+                "greedy_counts": "adaptive" if rule == "greedy_adaptive" else "score"}
+    r = prune_matrix(W, H, "apt", sparsity, "unstructured", blocksize=8, **opts)
     import math
     assert int(r.mask.sum()) == math.floor(sparsity * 7 * 20 + 1e-9)
     assert (r.weight[r.mask] == 0).all()
 
 
 @pytest.mark.parametrize("pattern", ["2:4", "4:8", "1:3"])
-def test_nm_pattern_exact(pattern):
+@pytest.mark.parametrize("search", apt_solver.SEARCHES)
+def test_nm_pattern_exact(pattern, search):
     N, M = map(int, pattern.split(":"))
     W, H, _ = problem(m=6, n=4 * M, seed=4)
-    r = prune_matrix(W, H, "apt", None, pattern, blocksize=2 * M)
+    r = prune_matrix(W, H, "apt", None, pattern, blocksize=2 * M, search=search)
     assert (r.mask.reshape(6, -1, M).sum(-1) == N).all()
     assert (r.weight[r.mask] == 0).all() and (r.weight[~r.mask] != 0).all()
 
@@ -225,12 +234,15 @@ def test_dtype_and_device_preserved(dtype):
     assert r.weight.shape == W.shape and (r.weight[r.mask] == 0).all()
 
 
-def test_dead_inputs_pruned():
+@pytest.mark.parametrize("search", apt_solver.SEARCHES)
+@pytest.mark.parametrize("pattern,sparsity", [("2:4", None), ("unstructured", 0.25)])
+def test_dead_inputs_pruned(search, pattern, sparsity):
     W, H, _ = problem(m=4, n=8)
     H[2, :] = 0
     H[:, 2] = 0
-    r = prune_matrix(W, H, "apt", None, "2:4")
+    r = prune_matrix(W, H, "apt", sparsity, pattern, search=search)
     assert r.mask[:, 2].all() and (r.weight[:, 2] == 0).all() and r.info["dead_inputs"] == 1
+    assert int(r.mask.sum()) == (16 if pattern == "2:4" else 8)
 
 
 def test_bad_options():
@@ -245,12 +257,18 @@ def test_bad_options():
         prune_matrix(W, H, "apt", 0.5, "unstructured", score="nope")
     with pytest.raises(ValueError, match="unknown APT option"):
         prune_matrix(W, H, "apt", 0.5, "unstructured", bogus=1)
+    with pytest.raises(ValueError, match="search must be one of"):
+        prune_matrix(W, H, "apt", 0.5, "unstructured", search="nope")
+    with pytest.raises(ValueError, match="admm_iters >= admm_ramp"):
+        prune_matrix(W, H, "apt", 0.5, "unstructured", admm_iters=3, admm_ramp=4)
+    with pytest.raises(ValueError, match="admm_rho must be > 0"):
+        prune_matrix(W, H, "apt", 0.5, "unstructured", admm_rho=0.0)
 
 
 def test_joint_block_one_is_sparsegpt():
     """Sub-blocks of one column reduce the joint update to SparseGPT's OBS loop exactly."""
     W, H, _ = problem(m=9, n=24, T=96, seed=11)
-    a = prune_matrix(W, H, "apt", 0.6, "unstructured", blocksize=8, joint_block=1,
+    a = prune_matrix(W, H, "apt", 0.6, "unstructured", blocksize=8, joint_block=1, search="blockwise",
                      score="sparsegpt", refit=False, percdamp=0.01, damp_unit="mean")
     s = prune_matrix(W, H, "sparsegpt", 0.6, "unstructured", blocksize=8, percdamp=0.01)
     assert torch.equal(a.mask, s.mask)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from apt.pruning import METHODS, prune_matrix
-from apt.pruning.hessian import prepare
+from apt.pruning.hessian import damped, prepare
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -251,29 +251,35 @@ def test_hopeless_hessian_raises_instead_of_falling_back():
         prune_matrix(torch.randn(3, 8), h, "sparsegpt", sparsity=0.5)
 
 
-@pytest.mark.parametrize("unit", ["mean", "median"])
+@pytest.mark.parametrize("unit", ["mean", "median", "diag"])
 def test_damping_unit(unit):
-    """lambda times the mean of diag H (dead inputs counted as 1) or the median of the live ones."""
+    """lambda times the mean of diag H (dead inputs counted as 1), the median of the live ones,
+    or each input's own H[j, j]."""
     _, h, _ = make_problem(1, 9, seed=3)
     h[4, :] = 0.0
     h[:, 4] = 0.0                                   # a dead input
     live = torch.diagonal(h)[[j for j in range(9) if j != 4]]
     fixed = torch.diagonal(h).clone()
     fixed[4] = 1.0
-    scale = fixed.mean() if unit == "mean" else live.median()
+    scale = {"mean": fixed.mean(), "median": live.median(), "diag": fixed}[unit]
     prep = prepare(h, 0.3, unit=unit)
     expect = h.clone()
     expect[4, 4] = 1.0
-    expect += 0.3 * scale * torch.eye(9, dtype=h.dtype)
+    expect += torch.diag(0.3 * scale * torch.ones(9, dtype=h.dtype))
     torch.testing.assert_close(prep.hessian, expect)
     assert prep.info()["damp_unit"] == unit
+    hd, dead = damped(h, 0.3, unit)                 # the same matrix, without the factorization
+    torch.testing.assert_close(hd, expect)
+    assert dead.tolist() == [j == 4 for j in range(9)]
 
 
 def test_damping_units_of_the_solvers():
-    """SparseGPT keeps the reference convention (mean); APT's default unit is the median."""
+    """SparseGPT keeps the reference convention (mean); APT's default unit follows its search:
+    diag H for ADMM, the median for the block-wise search."""
     w, h, _ = make_problem(4, 16, seed=2)
     assert prune_matrix(w, h, "sparsegpt", 0.5).info["damp_unit"] == "mean"
-    assert prune_matrix(w, h, "apt", 0.5).info["damp_unit"] == "median"
+    assert prune_matrix(w, h, "apt", 0.5).info["damp_unit"] == "diag"
+    assert prune_matrix(w, h, "apt", 0.5, search="blockwise").info["damp_unit"] == "median"
     assert prune_matrix(w, h, "apt", 0.5, damp_unit="mean").info["damp_unit"] == "mean"
     with pytest.raises(ValueError, match="damp_unit must be one of"):
         prune_matrix(w, h, "apt", 0.5, damp_unit="max")
@@ -324,6 +330,23 @@ def test_solver_benchmark_smoke(tmp_path):
     assert syn["reference"]["rel_error"] == pytest.approx(syn["sparsegpt"]["rel_error"], rel=1e-4)
     assert syn["plain"]["rel_error"] == pytest.approx(syn["sparsegpt"]["rel_error"], rel=1e-4)
     assert "packages" in rep["environment"]
+
+
+def test_lowest_k_sampled_path_is_exact():
+    """Large flat inputs go through a sampled bracket (``masks._kth_sampled``): same masks as
+    a stable sort, with ties, constant runs and k at the ends."""
+    from apt.pruning.masks import _SAMPLED_MIN, lowest_k
+    gen = torch.Generator().manual_seed(5)
+    n = _SAMPLED_MIN + 123
+    cases = [torch.randn(n, generator=gen),
+             torch.randn(n, generator=gen).round(decimals=1),          # heavy ties
+             torch.cat([torch.full((n // 2,), -1.0), torch.randn(n - n // 2, generator=gen)])]
+    for scores in cases:
+        order = torch.sort(scores, stable=True).indices
+        for k in (1, 7, n // 3, n // 2, n // 2 + 1, n - 2, n - 1):
+            want = torch.zeros(n, dtype=torch.bool)
+            want[order[:k]] = True
+            assert torch.equal(lowest_k(scores, k), want), k
 
 
 @pytest.mark.parametrize("dim", [None, 0, 1])

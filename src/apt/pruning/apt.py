@@ -102,22 +102,30 @@ from __future__ import annotations
 
 import torch
 
+from apt.pruning.admm import admm_search
 from apt.pruning.apt_masks import greedy_mask, score_mask, swap_refine
-from apt.pruning.hessian import prepare
+from apt.pruning.hessian import damped, prepare
 from apt.pruning.masks import prune_count
 from apt.pruning.mrp import mrp_update, nm_patterns, pattern_operators, refit_cg, \
     refit_exact
 from apt.pruning.patterns import Pattern
 
 NEEDS_HESSIAN = True
-#: damping of the mask search and the refit, in units of ``DEFAULTS["damp_unit"]`` (the median
-#: of diag H); see the module docstring
-DEFAULT_PERCDAMP = 0.1
+#: damping of the search and the refit, in units of the search's ``damp_unit`` (``diag H``
+#: itself for the ADMM search); see the module docstring
+DEFAULT_PERCDAMP = 0.2
 
-DEFAULTS = {"damp_unit": "median", "mask_rule": "score", "score": "full", "joint_block": 1, "refit": "cg",
-            "refit_iters": 5, "refit_dtype": "float32", "swap_iters": 8, "greedy_counts": "score",
-            "nm_loss": "trailing"}
+DEFAULTS = {"search": "admm", "admm_iters": 5, "admm_ramp": 4, "admm_rho": 1.0,
+            "damp_unit": None, "mask_rule": "score", "score": "full", "joint_block": 1,
+            "refit": "cg", "refit_iters": None, "refit_dtype": "float32", "swap_iters": 8,
+            "greedy_counts": "score", "nm_loss": "trailing"}
+SEARCHES = ("admm", "blockwise")
+#: options left at None take the value each search was measured best with
+SEARCH_DEFAULTS = {"admm": {"damp_unit": "diag", "refit_iters": 2},
+                   "blockwise": {"damp_unit": "median", "refit_iters": 5}}
 MASK_RULES = ("score", "greedy", "swap")
+SCORES = ("full", "sparsegpt", "block")
+NM_LOSSES = ("trailing", "full")
 REFITS = ("exact", "cg", False)
 
 
@@ -267,6 +275,46 @@ def _nm(W, R, pattern: Pattern, B, choice_loss="trailing"):
     return maskT.t()
 
 
+def _dtype(name: str) -> torch.dtype:
+    dt = {"float32": torch.float32, "float64": torch.float64}.get(name)
+    if dt is None:
+        raise ValueError(f"refit_dtype must be 'float32' or 'float64'; got {name!r}")
+    return dt
+
+
+def _blockwise(W, hessian, pattern, sparsity, blocksize, percdamp, unit, opts):
+    """The MRP search in SparseGPT's frame: (pruned weight, mask, dead, damped H, info)."""
+    prep = prepare(hessian, percdamp, unit=unit)
+    W = W.to(dtype=prep.hessian.dtype, copy=True)
+    W[:, prep.dead] = 0.0
+    R = prep.hinv_chol
+    if pattern.structured:
+        mask = _nm(W, R, pattern, blocksize, opts["nm_loss"])
+    else:
+        # the column loop works on the (inputs x outputs) layout, updated in place through a view
+        Wt = W.t().contiguous().t()
+        mask = _unstructured(Wt, R, sparsity, blocksize, opts)
+        W = Wt.contiguous()
+    info = prep.info()
+    if not pattern.structured:
+        info["mask_rule"] = opts["mask_rule"]
+    return W, mask, prep.dead, prep.hessian, info
+
+
+def _admm(W, hessian, pattern, sparsity, percdamp, unit, opts):
+    """The ADMM search (:mod:`apt.pruning.admm`): (pruned weight, mask, dead, damped H, info)."""
+    H, dead = damped(hessian, percdamp, unit)
+    cd = _dtype(opts["refit_dtype"])
+    W = W.to(dtype=cd, copy=True)
+    W[:, dead] = 0.0
+    W, mask = admm_search(W, H.to(cd), dead, pattern, sparsity, iters=opts["admm_iters"],
+                          ramp=opts["admm_ramp"], rho=float(opts["admm_rho"]))
+    info = {"percdamp_used": percdamp, "damp_unit": unit, "cholesky_retries": [],
+            "dead_inputs": int(dead.sum()), "admm_iters": opts["admm_iters"],
+            "admm_ramp": opts["admm_ramp"], "admm_rho": float(opts["admm_rho"])}
+    return W.to(H.dtype), mask, dead, H, info
+
+
 def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsity: float,
           blocksize: int = 128, percdamp: float = 0.01, **options):
     unknown = set(options) - set(DEFAULTS)
@@ -275,29 +323,30 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     opts = {**DEFAULTS, **options}
     if opts["refit"] not in REFITS:
         raise ValueError(f"refit must be one of {REFITS}; got {opts['refit']!r}")
-    prep = prepare(hessian.to(weight.device), percdamp, unit=opts["damp_unit"])
-    H, R = prep.hessian, prep.hinv_chol
-    W = weight.to(dtype=H.dtype).clone()
-    W[:, prep.dead] = 0.0
-    W0 = W.clone()
-    if pattern.structured:
-        mask = _nm(W, R, pattern, blocksize, opts["nm_loss"])
+    search = opts["search"]
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {SEARCHES}; got {search!r}")
+    for key, accepted in (("mask_rule", MASK_RULES), ("score", SCORES), ("nm_loss", NM_LOSSES)):
+        if opts[key] not in accepted:      # checked whatever the search, so a typo never hides
+            raise ValueError(f"{key} must be one of {accepted}; got {opts[key]!r}")
+    for key, value in SEARCH_DEFAULTS[search].items():
+        if opts[key] is None:
+            opts[key] = value
+    unit = opts["damp_unit"]
+    hessian = hessian.to(weight.device)
+    if search == "admm":
+        W, mask, dead, H, info = _admm(weight, hessian, pattern, sparsity, percdamp, unit, opts)
     else:
-        # the column loop works on the (inputs x outputs) layout, updated in place through a view
-        Wt = W.t().contiguous().t()
-        mask = _unstructured(Wt, R, sparsity, blocksize, opts)
-        W = Wt.contiguous()
-    mask |= prep.dead.unsqueeze(0)
+        W, mask, dead, H, info = _blockwise(weight, hessian, pattern, sparsity, blocksize,
+                                            percdamp, unit, opts)
+    info["search"] = search
+    W0 = weight.to(dtype=H.dtype).masked_fill(dead.unsqueeze(0), 0.0)
+    mask |= dead.unsqueeze(0)
     if opts["refit"] == "exact":
         W = refit_exact(W0, H, mask)
     elif opts["refit"] == "cg":
-        cd = {"float32": torch.float32, "float64": torch.float64}.get(opts["refit_dtype"])
-        if cd is None:
-            raise ValueError(f"refit_dtype must be 'float32' or 'float64'; got {opts['refit_dtype']!r}")
+        cd = _dtype(opts["refit_dtype"])
         W = refit_cg(W0.to(cd), H.to(cd), mask, W.to(cd), iters=int(opts["refit_iters"])).to(H.dtype)
     W = W.masked_fill(mask, 0.0)
-    info = prep.info()
     info.update({k: opts[k] for k in ("refit", "refit_iters")})
-    if not pattern.structured:
-        info["mask_rule"] = opts["mask_rule"]
     return W, mask, info

@@ -2,9 +2,10 @@
 
 ``prepare`` applies the conventions of ``shared/method.md``: dead inputs (``diag(H) == 0``) get
 ``H[j, j] = 1`` and their weights are pruned outright; damping ``percdamp * unit * I`` is added,
-where the unit is ``mean(diag H)`` (the method's convention, SparseGPT's reference) or, with
-``unit="median"``, the median of the live inputs' ``diag H`` (APT's default: see
-:mod:`apt.pruning.apt`); the upper Cholesky factor ``R`` of ``H^-1`` (``Hinv = R^T R``) is
+where the unit is ``mean(diag H)`` (the method's convention, SparseGPT's reference), with
+``unit="median"`` the median of the live inputs' ``diag H`` (APT's block-wise search), or with
+``unit="diag"`` each input's own ``H[j, j]`` (a relative damping ``H + lambda diag(H)``, APT's
+ADMM search; see :mod:`apt.pruning.apt`); the upper Cholesky factor ``R`` of ``H^-1`` (``Hinv = R^T R``) is
 computed, and a failed factorization is retried with 10x the damping, a few times, each retry
 recorded. It never falls back to an identity matrix.
 """
@@ -53,18 +54,39 @@ def upper_chol_of_inverse(H: torch.Tensor) -> torch.Tensor | None:
     return R
 
 
-DAMP_UNITS = ("mean", "median")
+DAMP_UNITS = ("mean", "median", "diag")
 
 
 def damping_unit(diag: torch.Tensor, dead: torch.Tensor, unit: str) -> torch.Tensor:
-    """What ``percdamp`` multiplies: ``mean(diag H)`` (dead inputs counted as 1) or the median
-    of the live inputs' ``diag H``."""
+    """What ``percdamp`` multiplies: ``mean(diag H)`` (dead inputs counted as 1), the median
+    of the live inputs' ``diag H`` (both scalars), or ``diag H`` itself (a vector: each input
+    damped in proportion to its own activity)."""
     if unit == "mean":
         return diag.mean()
     if unit == "median":
         live = diag[~dead]
         return live.median() if live.numel() else diag.new_tensor(1.0)
+    if unit == "diag":
+        return diag.clone()
     raise ValueError(f"damp_unit must be one of {DAMP_UNITS}; got {unit!r}")
+
+
+def damped(hessian: torch.Tensor, percdamp: float, unit: str = "mean",
+           dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H + percdamp * unit, dead)`` with dead inputs' ``H[j, j] = 1``, not factorized.
+
+    Enough where nothing needs ``H^-1``: with ``percdamp > 0`` the result is positive definite
+    whenever ``H`` is positive semi-definite (a positive diagonal added to a PSD matrix).
+    """
+    n = hessian.shape[0]
+    dtype = dtype or compute_dtype(n, hessian.device)
+    H = hessian.to(dtype=dtype).clone()
+    diag = torch.diagonal(H)
+    dead = diag == 0
+    H[dead, dead] = 1.0
+    idx = torch.arange(n, device=H.device)
+    H[idx, idx] += percdamp * damping_unit(torch.diagonal(H), dead, unit)
+    return H, dead
 
 
 def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,

@@ -1,0 +1,89 @@
+"""Mask search by ADMM with a gradual sparsity ramp: APT's default way of choosing the mask.
+
+The layer problem with the mask free is ``min 1/2 (w - w0) H (w - w0)^T`` per row over ``w`` with
+the pattern's zeros; its optimum for a *given* mask is the MRP optimum (``shared/method.md``), so
+the only hard part is the mask. The block-wise search (:mod:`apt.pruning.apt`) fixes each
+column's fate once, from the weights as they stand when its block is reached. ADMM instead
+keeps a dense iterate ``x`` and a sparse one ``z`` and moves both until they agree, re-choosing
+the whole mask at every step from weights that already carry the joint update of everything
+pruned so far, so a weight pruned early can come back. Splitting, in the coordinates
+``x D`` with ``D = sqrt(diag H)`` (where ``H`` becomes a correlation-like matrix ``Hn`` and
+``|x D|`` is Wanda's score)::
+
+    z  = project(x + u)                       # keep the largest |x + u|: the pattern's mask
+    u += x - z
+    x  = (w0 Hn + rho (z - u)) (Hn + rho I)^-1
+
+one GEMM (rows x n x n) per step with an inverse computed once. The pruned fraction rises to
+the target along a cubic ramp over the first ``ramp`` steps (the gradual schedule of Boža,
+"Fast and Effective Weight Update for Pruned Large Language Models", 2024, arXiv 2401.02938,
+which this follows: rho = 1 in normalized units, the projection on ``|x + u|``).
+
+Unstructured: the mask counts ``prune_count(s, m n)`` weights of the whole matrix at the end.
+N:M: the candidates are the N smallest of each group; during the ramp only the smallest
+candidates (over the matrix) are pruned, at the end all of them, so the final mask is exact N:M.
+Dead inputs (``dead``) are always pruned first.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from apt.pruning.masks import lowest_in_groups, lowest_k, prune_count
+from apt.pruning.patterns import Pattern
+
+
+def ramp_fraction(step: int, ramp: int, sparsity: float) -> float:
+    """Pruned fraction at ``step`` (0-based): cubic rise to ``sparsity`` at step ``ramp - 1``."""
+    if step + 1 >= ramp:
+        return sparsity
+    return sparsity * (1.0 - (1.0 - (step + 1) / ramp) ** 3)
+
+
+def project_mask(scores: torch.Tensor, pattern: Pattern, fraction: float,
+                 sparsity: float) -> torch.Tensor:
+    """Mask (True = pruned) of the lowest ``scores`` for a pruned ``fraction`` on the way to
+    ``sparsity`` (the pattern's own fraction for N:M)."""
+    m, n = scores.shape
+    k = prune_count(fraction, m * n)
+    if not pattern.structured:
+        return lowest_k(scores, k)
+    cand = lowest_in_groups(scores, pattern.n, pattern.m)
+    if fraction >= sparsity:
+        return cand
+    return lowest_k(scores.masked_fill(~cand, float("inf")), k)
+
+
+def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
+                pattern: Pattern, sparsity: float, iters: int = 10, ramp: int = 8,
+                rho: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """ADMM on ``1/2 (w - w0) H (w - w0)^T`` with the pattern's zeros.
+
+    ``weight`` (m x n) and the damped ``hessian`` (n x n, positive definite) in the compute
+    dtype; ``dead`` (n,) inputs that never fire. Returns ``(weight, mask)``: the sparse iterate
+    (0 on the mask) and the mask. ``iters >= ramp >= 1``.
+    """
+    if not (isinstance(iters, int) and isinstance(ramp, int) and iters >= ramp >= 1):
+        raise ValueError(f"admm_iters and admm_ramp must be integers with admm_iters >= "
+                         f"admm_ramp >= 1; got {iters!r} and {ramp!r}")
+    if not rho > 0:
+        raise ValueError(f"admm_rho must be > 0; got {rho!r}")
+    d = torch.diagonal(hessian).sqrt()
+    Hn = hessian / d / d.unsqueeze(1)
+    A = Hn.clone()
+    A.diagonal().add_(rho)
+    A = torch.cholesky_inverse(torch.linalg.cholesky(A))
+    x = weight * d
+    target = x @ Hn
+    u = torch.zeros_like(x)
+    v = x.clone()
+    mask = None
+    for step in range(iters):
+        scores = v.abs()
+        scores[:, dead] = -1.0
+        mask = project_mask(scores, pattern, ramp_fraction(step, ramp, sparsity), sparsity)
+        z = v.masked_fill(mask, 0.0)
+        u += x - z
+        torch.matmul(target.add(z - u, alpha=rho), A, out=x)
+        torch.add(x, u, out=v)
+    return v.masked_fill_(mask, 0.0).div_(d), mask

@@ -1,0 +1,73 @@
+"""APT's ADMM mask search: the ramp, the projection, and its fixed point (the MRP optimum)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from apt.pruning.admm import admm_search, project_mask, ramp_fraction
+from apt.pruning.hessian import damped
+from apt.pruning.masks import prune_count
+from apt.pruning.mrp import refit_exact
+from apt.pruning.patterns import Pattern
+
+D = torch.float64
+
+
+def problem(m, n, T=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(n, n, generator=g, dtype=D) / n ** 0.5 + torch.eye(n, dtype=D)
+    X = mix @ torch.randn(n, T, generator=g, dtype=D)
+    W = torch.randn(m, n, generator=g, dtype=D)
+    return W, (2.0 / T) * X @ X.T
+
+
+def test_ramp_rises_to_the_target_and_stays():
+    fr = [ramp_fraction(t, 4, 0.6) for t in range(7)]
+    assert all(a < b for a, b in zip(fr[:4], fr[1:4])) and fr[0] > 0
+    assert fr[3:] == [0.6] * 4
+    assert ramp_fraction(0, 1, 0.3) == 0.3
+
+
+@pytest.mark.parametrize("pattern", [Pattern(), Pattern(2, 4), Pattern(4, 8)])
+def test_projection_counts(pattern):
+    """Mid-ramp: the lowest scores, prune_count(fraction) of them, inside the N:M candidates;
+    at the target: the unstructured count or exactly N per group."""
+    g = torch.Generator().manual_seed(1)
+    scores = torch.rand(6, 16, generator=g, dtype=D)
+    for frac in (0.1, 0.3, 0.5):
+        mask = project_mask(scores, pattern, frac, 0.5)
+        assert int(mask.sum()) == prune_count(frac, 96)
+        kept_min = scores[~mask].min()
+        if pattern.structured:
+            cand = project_mask(scores, pattern, 0.5, 0.5)
+            assert (mask <= cand).all()
+            assert (cand.reshape(6, -1, pattern.m).sum(-1) == pattern.n).all()
+            kept_min = scores[cand & ~mask].min() if (cand & ~mask).any() else math.inf
+        assert (scores[mask] <= kept_min).all()
+
+
+@pytest.mark.parametrize("pattern,sparsity", [(Pattern(), 0.5), (Pattern(), 0.7),
+                                              (Pattern(2, 4), 0.5)])
+def test_fixed_point_is_the_refit_optimum(pattern, sparsity):
+    """Once ADMM has settled (x = z, a fixed mask), the scaled dual u vanishes on the kept
+    weights, so the gradient of 1/2 (w - w0) H (w - w0)^T does too: the result is the exact
+    least-squares refit on its own mask (the MRP optimum), whatever mask it settled on."""
+    W, H = problem(6, 16, seed=3)
+    Hd, dead = damped(H, 0.2, "diag")
+    w, mask = admm_search(W.clone(), Hd, dead, pattern, sparsity, iters=400, ramp=4)
+    torch.testing.assert_close(w, refit_exact(W, Hd, mask), rtol=1e-6, atol=1e-8)
+    assert (w[mask] == 0).all()
+
+
+def test_inputs_left_alone_and_dead_pruned_first():
+    W, H = problem(4, 8, seed=2)
+    H[5, :] = 0.0
+    H[:, 5] = 0.0
+    Hd, dead = damped(H, 0.2, "diag")
+    W0 = W.clone()
+    _, mask = admm_search(W, Hd, dead, Pattern(), 0.25, iters=5, ramp=4)
+    assert torch.equal(W, W0)
+    assert mask[:, 5].all() and int(mask.sum()) == 8
