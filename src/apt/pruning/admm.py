@@ -12,7 +12,7 @@ pruned so far, so a weight pruned early can come back. Splitting, in the coordin
 
     z  = project(x + u)                       # keep the largest |x + u|: the pattern's mask
     u += x - z
-    x  = (w0 Hn + rho (z - u)) (Hn + rho I)^-1
+    x  = (w0 Hn + rho (z - u)) (Hn + rho I)^-1  =  w0 + rho (z - u - w0) (Hn + rho I)^-1
 
 one GEMM (rows x n x n) per step with an inverse computed once. The pruned fraction rises to
 the target along a cubic ramp over the first ``ramp`` steps (the gradual schedule of Boža,
@@ -51,7 +51,8 @@ def project_mask(scores: torch.Tensor, pattern: Pattern, fraction: float,
     cand = lowest_in_groups(scores, pattern.n, pattern.m)
     if fraction >= sparsity:
         return cand
-    return lowest_k(scores.masked_fill(~cand, float("inf")), k)
+    # a finite stand-in above every score keeps lowest_k on its fast sampled path
+    return lowest_k(scores.masked_fill(~cand, float(scores.max()) + 1.0), k)
 
 
 def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
@@ -73,17 +74,20 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
     A = Hn.clone()
     A.diagonal().add_(rho)
     A = torch.cholesky_inverse(torch.linalg.cholesky(A))
-    x = weight * d
-    target = x @ Hn
+    w0 = weight * d
+    x = w0.clone()
     u = torch.zeros_like(x)
     v = x.clone()
     mask = None
+    any_dead = bool(dead.any())
     for step in range(iters):
         scores = v.abs()
-        scores[:, dead] = -1.0
+        if any_dead:
+            scores[:, dead] = -1.0
         mask = project_mask(scores, pattern, ramp_fraction(step, ramp, sparsity), sparsity)
         z = v.masked_fill(mask, 0.0)
-        u += x - z
-        torch.matmul(target.add(z - u, alpha=rho), A, out=x)
+        u.add_(x).sub_(z)
+        # (w0 Hn + rho (z - u)) A = w0 + rho (z - u - w0) A, since Hn A = I - rho A: one GEMM
+        torch.addmm(w0, z.sub_(u).sub_(w0), A, alpha=rho, out=x)
         torch.add(x, u, out=v)
     return v.masked_fill_(mask, 0.0).div_(d), mask

@@ -117,12 +117,12 @@ DEFAULT_PERCDAMP = 0.2
 
 DEFAULTS = {"search": "admm", "admm_iters": 5, "admm_ramp": 4, "admm_rho": 1.0,
             "damp_unit": None, "mask_rule": "score", "score": "full", "joint_block": 1,
-            "refit": "cg", "refit_iters": None, "refit_dtype": "float32", "swap_iters": 8,
+            "refit": None, "refit_iters": None, "refit_dtype": "float32", "swap_iters": 8,
             "greedy_counts": "score", "nm_loss": "trailing"}
 SEARCHES = ("admm", "blockwise")
 #: options left at None take the value each search was measured best with
-SEARCH_DEFAULTS = {"admm": {"damp_unit": "diag", "refit_iters": 2},
-                   "blockwise": {"damp_unit": "median", "refit_iters": 5}}
+SEARCH_DEFAULTS = {"admm": {"damp_unit": "diag", "refit": False, "refit_iters": 2},
+                   "blockwise": {"damp_unit": "median", "refit": "cg", "refit_iters": 5}}
 MASK_RULES = ("score", "greedy", "swap")
 SCORES = ("full", "sparsegpt", "block")
 NM_LOSSES = ("trailing", "full")
@@ -321,17 +321,17 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     if unknown:
         raise ValueError(f"unknown APT option(s) {sorted(unknown)}; accepted: {sorted(DEFAULTS)}")
     opts = {**DEFAULTS, **options}
-    if opts["refit"] not in REFITS:
-        raise ValueError(f"refit must be one of {REFITS}; got {opts['refit']!r}")
     search = opts["search"]
     if search not in SEARCHES:
         raise ValueError(f"search must be one of {SEARCHES}; got {search!r}")
-    for key, accepted in (("mask_rule", MASK_RULES), ("score", SCORES), ("nm_loss", NM_LOSSES)):
-        if opts[key] not in accepted:      # checked whatever the search, so a typo never hides
-            raise ValueError(f"{key} must be one of {accepted}; got {opts[key]!r}")
     for key, value in SEARCH_DEFAULTS[search].items():
         if opts[key] is None:
             opts[key] = value
+    if opts["refit"] not in REFITS:
+        raise ValueError(f"refit must be one of {REFITS}; got {opts['refit']!r}")
+    for key, accepted in (("mask_rule", MASK_RULES), ("score", SCORES), ("nm_loss", NM_LOSSES)):
+        if opts[key] not in accepted:      # checked whatever the search, so a typo never hides
+            raise ValueError(f"{key} must be one of {accepted}; got {opts[key]!r}")
     unit = opts["damp_unit"]
     hessian = hessian.to(weight.device)
     if search == "admm":
