@@ -115,13 +115,13 @@ NEEDS_HESSIAN = True
 #: itself for the ADMM search); see the module docstring
 DEFAULT_PERCDAMP = 0.2
 
-DEFAULTS = {"search": "admm", "admm_iters": 5, "admm_ramp": 4, "admm_rho": 1.0,
+DEFAULTS = {"search": "admm", "admm_iters": 10, "admm_ramp": 8, "admm_rho": 1.0,
             "damp_unit": None, "mask_rule": "score", "score": "full", "joint_block": 1,
             "refit": None, "refit_iters": None, "refit_dtype": "float32", "swap_iters": 8,
             "greedy_counts": "score", "nm_loss": "trailing"}
 SEARCHES = ("admm", "blockwise")
 #: options left at None take the value each search was measured best with
-SEARCH_DEFAULTS = {"admm": {"damp_unit": "diag", "refit": False, "refit_iters": 2},
+SEARCH_DEFAULTS = {"admm": {"damp_unit": "diag", "refit": "cg", "refit_iters": 2},
                    "blockwise": {"damp_unit": "median", "refit": "cg", "refit_iters": 5}}
 MASK_RULES = ("score", "greedy", "swap")
 SCORES = ("full", "sparsegpt", "block")
