@@ -42,8 +42,8 @@ def add_arguments(parser):
     s.add_argument("--blocksize", type=int, default=128, help="columns per lazy-update block")
     s.add_argument("--percdamp", type=float, default=None,
                    help="damping, a multiple of mean(diag H) (default: the method's own: "
-                        "sparsegpt 0.01 as its reference code; apt 0.1 in units of the median "
-                        "of diag H, --option damp_unit=mean for the mean)")
+                        "sparsegpt 0.01 as its reference code; apt 0.2 of each input's own "
+                        "H[j, j], --option damp_unit=mean or median for a uniform damping)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option passed to the solver (repeatable; value parsed as YAML)")
     s.add_argument("--true-sequential", action="store_true",

@@ -73,9 +73,9 @@ def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str
     (N zeros in every M consecutive inputs of each row; ``sparsity`` may be omitted).
     Computation runs in float32 or float64; the result has the dtype and device of ``weight``.
     ``percdamp`` (damping, a multiple of ``mean(diag H)``) defaults to the method's own
-    ``DEFAULT_PERCDAMP``: 0.01 for SparseGPT as in its reference code; 0.1 for APT, whose unit
-    is the median of ``diag H`` (option ``damp_unit``; chosen on held-out calibration data, see
-    :mod:`apt.pruning.apt`).
+    ``DEFAULT_PERCDAMP``: 0.01 for SparseGPT as in its reference code; 0.2 for APT, which by
+    default damps each input by that fraction of its own ``H[j, j]`` (option ``damp_unit``;
+    chosen on held-out calibration data, see :mod:`apt.pruning.apt`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
