@@ -21,7 +21,7 @@ input by 0.2 x its own ``H[j, j]``, ``damp_unit="diag"``). Relative layer error
 tr(dW H dW^T)/tr(W H W^T), total over the 35 linear layers of SmolLM2 blocks 0, 7, 15, 23 and 29,
 APT / our SparseGPT, on the 16 x 512 calibration tokens of the C4 sample the Hessians came from
 (in-sample) and on 32 other windows of it (held-out); time summed over the layers, 2 threads
-(``.venv/bin/python benchmarks/apt_variants.py --threads 2 --layers 'layers\.' --patterns
+(``.venv/bin/python benchmarks/apt_variants.py --threads 2 --layers 'layers\\.' --patterns
 50%,60%,70%,2:4,4:8 --heldout resources/bench/hessians_smollm2_heldout_s12345_n32.pt --out
 results/benchmarks/apt_heldout.json --variants ...``; every layer and the command in that file)::
 
