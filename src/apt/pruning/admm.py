@@ -7,8 +7,9 @@ column's fate once, from the weights as they stand when its block is reached. AD
 keeps a dense iterate ``x`` and a sparse one ``z`` and moves both until they agree, re-choosing
 the whole mask at every step from weights that already carry the joint update of everything
 pruned so far, so a weight pruned early can come back. Splitting, in the coordinates
-``x D`` with ``D = sqrt(diag H)`` (where ``H`` becomes a correlation-like matrix ``Hn`` and
-``|x D|`` is Wanda's score)::
+``x D`` with ``D = diag(H^-1)^(-1/2)`` (so that ``|x D|^2 = x^2 / [H^-1]_jj`` is the OBS
+saliency, the loss of removing that weight alone with every other weight free), where ``H``
+becomes ``Hn = D^-1 H D^-1``::
 
     z  = project(x + u)                       # keep the largest |x + u|: the pattern's mask
     u += x - z
@@ -17,7 +18,12 @@ pruned so far, so a weight pruned early can come back. Splitting, in the coordin
 one GEMM (rows x n x n) per step with an inverse computed once. The pruned fraction rises to
 the target along a cubic ramp over the first ``ramp`` steps (the gradual schedule of Boža,
 "Fast and Effective Weight Update for Pruned Large Language Models", 2024, arXiv 2401.02938,
-which this follows: rho = 1 in normalized units, the projection on ``|x + u|``).
+which this follows: rho = 1 in normalized units, the projection on ``|x + u|``). Boza scales by
+``sqrt(diag H)`` instead, which makes ``|x D|`` Wanda's score: blind to how well an input is
+predicted by the others. On the synthetic 1024 x 1024 problem of ``benchmarks/solvers.py``
+(inputs sharing a rank-64 component) that scaling leaves 0.79 of SparseGPT's error at 50 % and
+0.90 at 2:4, the OBS scaling 0.53 and 0.64; on 28 SmolLM2 layers it is also better (held-out
+0.858 vs 0.863 at 50 %, 0.882 vs 0.891 at 2:4), from a scratch run (script not kept).
 
 Unstructured: the mask counts ``prune_count(s, m n)`` weights of the whole matrix at the end.
 N:M: the candidates are the N smallest of each group; during the ramp only the smallest
@@ -69,7 +75,7 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
                          f"admm_ramp >= 1; got {iters!r} and {ramp!r}")
     if not rho > 0:
         raise ValueError(f"admm_rho must be > 0; got {rho!r}")
-    d = torch.diagonal(hessian).sqrt()
+    d = torch.diagonal(_inverse(hessian)).rsqrt()
     Hn = hessian / d / d.unsqueeze(1)
     A = Hn.clone()
     A.diagonal().add_(rho)
@@ -91,3 +97,18 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
         torch.addmm(w0, z.sub_(u).sub_(w0), A, alpha=rho, out=x)
         torch.add(x, u, out=v)
     return v.masked_fill_(mask, 0.0).div_(d), mask
+
+
+def _inverse(H: torch.Tensor, retries: int = 4) -> torch.Tensor:
+    """``H^-1`` of a symmetric positive (semi-)definite ``H`` by Cholesky; where the factorization
+    fails (an undamped, singular ``H``) retried with a damping of 1e-6, 1e-5, ... x mean(diag H)."""
+    eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+    scale = torch.diagonal(H).mean()
+    damp = 0.0
+    for _ in range(retries + 1):
+        L, info = torch.linalg.cholesky_ex(H + damp * scale * eye if damp else H)
+        if int(info) == 0:
+            return torch.cholesky_inverse(L)
+        damp = damp * 10 if damp else 1e-6
+    raise ValueError("the Hessian is not positive definite even with damping "
+                     f"{damp / 10:g} x mean(diag H); check the calibration inputs")
