@@ -71,6 +71,16 @@ def damping_unit(diag: torch.Tensor, dead: torch.Tensor, unit: str) -> torch.Ten
     raise ValueError(f"damp_unit must be one of {DAMP_UNITS}; got {unit!r}")
 
 
+def _dead_set_to_one(hessian: torch.Tensor, dtype: torch.dtype | None):
+    """A copy of ``hessian`` in the compute dtype with ``H[j, j] = 1`` for the dead inputs, and
+    the dead mask."""
+    dtype = dtype or compute_dtype(hessian.shape[0], hessian.device)
+    H = hessian.to(dtype=dtype).clone()
+    dead = torch.diagonal(H) == 0
+    H[dead, dead] = 1.0
+    return H, dead
+
+
 def damped(hessian: torch.Tensor, percdamp: float, unit: str = "mean",
            dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(H + percdamp * unit, dead)`` with dead inputs' ``H[j, j] = 1``, not factorized.
@@ -78,36 +88,24 @@ def damped(hessian: torch.Tensor, percdamp: float, unit: str = "mean",
     Enough where nothing needs ``H^-1``: with ``percdamp > 0`` the result is positive definite
     whenever ``H`` is positive semi-definite (a positive diagonal added to a PSD matrix).
     """
-    n = hessian.shape[0]
-    dtype = dtype or compute_dtype(n, hessian.device)
-    H = hessian.to(dtype=dtype).clone()
-    diag = torch.diagonal(H)
-    dead = diag == 0
-    H[dead, dead] = 1.0
-    idx = torch.arange(n, device=H.device)
-    H[idx, idx] += percdamp * damping_unit(torch.diagonal(H), dead, unit)
+    H, dead = _dead_set_to_one(hessian, dtype)
+    torch.diagonal(H).add_(percdamp * damping_unit(torch.diagonal(H), dead, unit))
     return H, dead
 
 
 def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,
             dtype: torch.dtype | None = None, unit: str = "mean") -> PreparedHessian:
-    n = hessian.shape[0]
-    dtype = dtype or compute_dtype(n, hessian.device)
-    H = hessian.to(dtype=dtype).clone()
-    diag = torch.diagonal(H)
-    dead = diag == 0
-    H[dead, dead] = 1.0
+    H, dead = _dead_set_to_one(hessian, dtype)
     scale = damping_unit(torch.diagonal(H), dead, unit)
     damp = percdamp
     retries: list[float] = []
-    idx = torch.arange(n, device=H.device)
     for _ in range(max_retries + 1):
         Hd = H.clone()
-        Hd[idx, idx] += damp * scale
+        torch.diagonal(Hd).add_(damp * scale)
         R = upper_chol_of_inverse(Hd)
         if R is not None:
             return PreparedHessian(Hd, R, dead, damp, retries, unit)
         retries.append(damp)
         damp = damp * 10 if damp > 0 else 1e-6
     raise ValueError(f"the Hessian is not positive definite even with damping {retries[-1]:g} x "
-                     f"{unit}(diag H); check the calibration inputs (NaN, too few tokens)")
+                     f"the {unit} of diag H; check the calibration inputs (NaN, too few tokens)")
