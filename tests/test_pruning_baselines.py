@@ -366,3 +366,18 @@ def test_lowest_k_is_exactly_the_k_lowest_with_ties_in_index_order(dim):
             order = torch.sort(scores, dim=dim, stable=True).indices.narrow(dim, 0, k)
             want = torch.zeros_like(scores, dtype=torch.bool).scatter_(dim, order, True)
         assert torch.equal(mask, want), (k, dim)
+
+
+@pytest.mark.parametrize("n, m", [(2, 4), (4, 8), (1, 3), (3, 4), (1, 1)])
+def test_lowest_in_groups_is_the_n_lowest_of_each_group_with_ties_in_index_order(n, m):
+    """By pairwise ranks within each group: the same mask as a stable sort, with and without
+    ties."""
+    from apt.pruning.masks import lowest_in_groups
+    gen = torch.Generator().manual_seed(n * 10 + m)
+    rows, cols = 9, 6 * m
+    for scores in (torch.randn(rows, cols, generator=gen),
+                   torch.randint(0, 3, (rows, cols), generator=gen).double()):
+        g = scores.reshape(rows, cols // m, m)
+        order = torch.sort(g, dim=-1, stable=True).indices[..., :n]
+        want = torch.zeros_like(g, dtype=torch.bool).scatter_(-1, order, True).reshape(rows, cols)
+        assert torch.equal(lowest_in_groups(scores, n, m), want)

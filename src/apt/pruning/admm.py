@@ -57,8 +57,10 @@ def project_mask(scores: torch.Tensor, pattern: Pattern, fraction: float,
     cand = lowest_in_groups(scores, pattern.n, pattern.m)
     if fraction >= sparsity:
         return cand
-    # a finite stand-in above every score keeps lowest_k on its fast sampled path
-    return lowest_k(scores.masked_fill(~cand, float(scores.max()) + 1.0), k)
+    # a finite stand-in above every score keeps lowest_k on its fast sampled path (added, not
+    # masked_fill'ed: on CPU that is ~5x slower)
+    lifted = scores.addcmul(cand.logical_not().to(scores.dtype), scores.max() + 1.0)
+    return lowest_k(lifted, k)
 
 
 def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
@@ -91,11 +93,12 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
         if any_dead:
             scores[:, dead] = -1.0
         mask = project_mask(scores, pattern, ramp_fraction(step, ramp, sparsity), sparsity)
-        z = v.masked_fill(mask, 0.0)
+        # z = v with the mask's entries zeroed, by a product: on CPU masked_fill is ~5x slower
+        z = v.mul_(mask.logical_not().to(v.dtype))
         u.add_(x).sub_(z)
         # (w0 Hn + rho (z - u)) A = w0 + rho (z - u - w0) A, since Hn A = I - rho A: one GEMM
         torch.addmm(w0, z.sub_(u).sub_(w0), A, alpha=rho, out=x)
-        torch.add(x, u, out=v)
+        v = torch.add(x, u, out=z)                          # z's buffer is free again
     return v.masked_fill_(mask, 0.0).div_(d), mask
 
 

@@ -372,7 +372,7 @@ def _admm(W, hessian, pattern, sparsity, percdamp, unit, opts):
     info = {"percdamp_used": percdamp, "damp_unit": unit, "cholesky_retries": [],
             "dead_inputs": int(dead.sum()), "admm_iters": opts["admm_iters"],
             "admm_ramp": opts["admm_ramp"], "admm_rho": float(opts["admm_rho"])}
-    return W.to(H.dtype), mask, dead, H, info
+    return W, mask, dead, H, info
 
 
 def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsity: float,
@@ -400,13 +400,17 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
         W, mask, dead, H, info = _blockwise(weight, hessian, pattern, sparsity, blocksize,
                                             percdamp, unit, opts)
     info["search"] = search
-    W0 = weight.to(dtype=H.dtype).masked_fill(dead.unsqueeze(0), 0.0)
     mask |= dead.unsqueeze(0)
-    if opts["refit"] == "exact":
-        W = refit_exact(W0, H, mask)
-    elif opts["refit"] == "cg":
-        cd = _dtype(opts["refit_dtype"])
-        W = refit_cg(W0.to(cd), H.to(cd), mask, W.to(cd), iters=int(opts["refit_iters"])).to(H.dtype)
+    if opts["refit"]:
+        # the exact refit in the Hessian's compute dtype, CG in refit_dtype (no round trips:
+        # every m x n conversion is a pass over the matrix)
+        dt = H.dtype if opts["refit"] == "exact" else _dtype(opts["refit_dtype"])
+        W0 = weight.to(dtype=dt, copy=True)
+        W0[:, dead] = 0.0
+        if opts["refit"] == "exact":
+            W = refit_exact(W0, H, mask)
+        else:
+            W = refit_cg(W0, H.to(dt), mask, W.to(dt), iters=int(opts["refit_iters"]))
     W = W.masked_fill(mask, 0.0)
     info.update({k: opts[k] for k in ("refit", "refit_iters")})
     return W, mask, info

@@ -104,7 +104,7 @@ def refit_cg(w0: torch.Tensor, H: torch.Tensor, pruned: torch.Tensor, x: torch.T
     ``diag(H)^-1`` (Jacobi), or with ``hinv`` given, ``H^-1`` restricted to the kept entries
     (SPD on them; one more matmul per step, far fewer steps when inputs are correlated).
     """
-    keep = (~pruned).to(x.dtype)
+    keep = pruned.logical_not().to(x.dtype)
     x = x * keep                        # a new tensor: the caller's x is left alone
     dinv = 1.0 / torch.diagonal(H)
 
