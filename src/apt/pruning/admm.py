@@ -18,7 +18,9 @@ becomes ``Hn = D^-1 H D^-1``::
 one GEMM (rows x n x n) per step with an inverse computed once. The pruned fraction rises to
 the target along a cubic ramp over the first ``ramp`` steps (the gradual schedule of Boža,
 "Fast and Effective Weight Update for Pruned Large Language Models", 2024, arXiv 2401.02938,
-which this follows: rho = 1 in normalized units, the projection on ``|x + u|``). Boza scales by
+which this follows in the projection on ``|x + u|``; rho = 1.5 in normalized units, chosen by
+a sweep, see :mod:`apt.pruning.apt`: below about 1.25 the 10 steps do not settle and the error
+rises steeply). Boza scales by
 ``sqrt(diag H)`` instead, which makes ``|x D|`` Wanda's score: blind to how well an input is
 predicted by the others. On the synthetic 1024 x 1024 problem of ``benchmarks/solvers.py``
 (inputs sharing a rank-64 component) that scaling leaves 0.79 of SparseGPT's error at 50 % and
@@ -65,7 +67,7 @@ def project_mask(scores: torch.Tensor, pattern: Pattern, fraction: float,
 
 def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
                 pattern: Pattern, sparsity: float, iters: int = 10, ramp: int = 8,
-                rho: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                rho: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
     """ADMM on ``1/2 (w - w0) H (w - w0)^T`` with the pattern's zeros.
 
     ``weight`` (m x n) and the damped ``hessian`` (n x n, positive definite) in the compute
