@@ -105,6 +105,10 @@ def lowest_in_groups(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     (the ADMM search selects N:M candidates at every step) and breaks ties deterministically.
     """
     rows, cols = scores.shape
+    if m > _RANK_MAX_M:       # m^2 / 2 passes would cost more than a sort (and overflow uint8)
+        groups = scores.reshape(rows, cols // m, m)
+        idx = torch.sort(groups, dim=-1, stable=True).indices[..., :n]
+        return torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, idx, True).reshape(rows, cols)
     planes = scores.reshape(rows, cols // m, m).permute(2, 0, 1).contiguous()   # (m, rows, G)
     rank = torch.zeros_like(planes, dtype=torch.uint8)      # how many of the group come first
     first = torch.empty_like(planes[0], dtype=torch.bool)
@@ -114,6 +118,9 @@ def lowest_in_groups(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
             rank[j].add_(first)
             rank[i].add_(first.logical_not_())
     return (rank < n).permute(1, 2, 0).reshape(rows, cols)
+
+
+_RANK_MAX_M = 16
 
 
 def lowest_per_row(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
