@@ -84,3 +84,23 @@ def test_singular_hessian_without_damping():
     W, H = problem(4, 16, T=6, seed=4)
     r = prune_matrix(W, H, "apt", 0.5, "unstructured", percdamp=0.0, refit=False)
     assert int(r.mask.sum()) == 32 and torch.isfinite(r.weight).all()
+
+
+@pytest.mark.parametrize("pattern,sparsity", [(Pattern(), 0.5), (Pattern(2, 4), 0.5)])
+def test_low_precision_gemms_keep_the_pattern_and_the_last_step_exact(pattern, sparsity):
+    """bfloat16 GEMMs in the steering steps: the mask still has exactly the pattern, the weights
+    are 0 on it, and the last step runs in the compute dtype: from the same state, its result
+    differs from the all-float64 search only through the mask and the dual (so a search of one
+    step, all in the last step, is identical)."""
+    W, H = problem(8, 32, seed=5)
+    Hd, dead = damped(H, 0.2, "diag")
+    w, mask = admm_search(W.clone(), Hd, dead, pattern, sparsity, gemm_dtype=torch.bfloat16)
+    assert w.dtype == D and (w[mask] == 0).all()
+    if pattern.structured:
+        assert (mask.reshape(8, -1, pattern.m).sum(-1) == pattern.n).all()
+    else:
+        assert int(mask.sum()) == prune_count(sparsity, W.numel())
+    one = admm_search(W.clone(), Hd, dead, pattern, sparsity, iters=1, ramp=1)
+    one_low = admm_search(W.clone(), Hd, dead, pattern, sparsity, iters=1, ramp=1,
+                          gemm_dtype=torch.bfloat16)
+    assert torch.equal(one[0], one_low[0]) and torch.equal(one[1], one_low[1])

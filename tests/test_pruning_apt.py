@@ -263,6 +263,8 @@ def test_bad_options():
         prune_matrix(W, H, "apt", 0.5, "unstructured", admm_iters=3, admm_ramp=4)
     with pytest.raises(ValueError, match="admm_rho must be > 0"):
         prune_matrix(W, H, "apt", 0.5, "unstructured", admm_rho=0.0)
+    with pytest.raises(ValueError, match="admm_gemm_dtype must be"):
+        prune_matrix(W, H, "apt", 0.5, "unstructured", admm_gemm_dtype="int8")
 
 
 def test_joint_block_one_is_sparsegpt():
@@ -299,3 +301,14 @@ def test_greedy_order_is_exact_greedy():
             assert abs(float(incs[r, t]) - (best[0] - prev)) <= 1e-8 * max(1.0, best[0])
             Q.append(best[1])
             prev = best[0]
+
+
+def test_admm_gemm_dtype_auto_is_recorded():
+    """"auto" takes bfloat16 only where it runs natively, and the result records what ran."""
+    from apt.pruning.apt import native_bfloat16
+    W, H, _ = problem(m=4, n=8)
+    r = prune_matrix(W, H, "apt", 0.5, "unstructured")
+    want = "bfloat16" if native_bfloat16(torch.device("cpu")) else "float32"
+    assert r.info["admm_gemm_dtype"] == want
+    r = prune_matrix(W, H, "apt", 0.5, "unstructured", admm_gemm_dtype="same")
+    assert r.info["admm_gemm_dtype"] == "float32"

@@ -347,16 +347,21 @@ def test_lowest_k_sampled_path_is_exact():
             want = torch.zeros(n, dtype=torch.bool)
             want[order[:k]] = True
             assert torch.equal(lowest_k(scores, k), want), k
+            assert torch.equal(lowest_k(scores, k, dtype=torch.float32), want.float()), k
 
 
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32])
 @pytest.mark.parametrize("dim", [None, 0, 1])
-def test_lowest_k_is_exactly_the_k_lowest_with_ties_in_index_order(dim):
+def test_lowest_k_is_exactly_the_k_lowest_with_ties_in_index_order(dim, dtype):
+    """Also as a 0 / 1 float mask (the ADMM search's form): the same entries."""
     from apt.pruning.masks import lowest_k
     gen = torch.Generator().manual_seed(3)
     scores = torch.randint(0, 5, (7, 9), generator=gen).double()   # many ties
     size = scores.numel() if dim is None else scores.shape[dim]
     for k in range(size + 1):
-        mask = lowest_k(scores, k, dim)
+        mask = lowest_k(scores, k, dim, dtype=dtype)
+        assert mask.dtype == dtype and ((mask == 0) | (mask == 1)).all()
+        mask = mask.bool()
         if dim is None:
             order = torch.sort(scores.flatten(), stable=True).indices[:k]
             want = torch.zeros(scores.numel(), dtype=torch.bool)
@@ -382,3 +387,5 @@ def test_lowest_in_groups_is_the_n_lowest_of_each_group_with_ties_in_index_order
         order = torch.sort(g, dim=-1, stable=True).indices[..., :n]
         want = torch.zeros_like(g, dtype=torch.bool).scatter_(-1, order, True).reshape(rows, cols)
         assert torch.equal(lowest_in_groups(scores, n, m), want)
+        as_float = lowest_in_groups(scores, n, m, dtype=torch.float32)
+        assert as_float.dtype == torch.float32 and torch.equal(as_float, want.float())

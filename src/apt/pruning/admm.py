@@ -49,30 +49,39 @@ def ramp_fraction(step: int, ramp: int, sparsity: float) -> float:
 
 
 def project_mask(scores: torch.Tensor, pattern: Pattern, fraction: float,
-                 sparsity: float) -> torch.Tensor:
-    """Mask (True = pruned) of the lowest ``scores`` for a pruned ``fraction`` on the way to
-    ``sparsity`` (the pattern's own fraction for N:M)."""
+                 sparsity: float, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+    """Mask (True or 1.0 = pruned, in ``dtype``) of the lowest ``scores`` for a pruned
+    ``fraction`` on the way to ``sparsity`` (the pattern's own fraction for N:M)."""
     m, n = scores.shape
     k = prune_count(fraction, m * n)
     if not pattern.structured:
-        return lowest_k(scores, k)
-    cand = lowest_in_groups(scores, pattern.n, pattern.m)
-    if fraction >= sparsity:
+        return lowest_k(scores, k, dtype=dtype)
+    final = fraction >= sparsity
+    cand = lowest_in_groups(scores, pattern.n, pattern.m,
+                            dtype=dtype if final else scores.dtype)
+    if final:
         return cand
-    # a finite stand-in above every score keeps lowest_k on its fast sampled path (added, not
-    # masked_fill'ed: on CPU that is ~5x slower)
-    lifted = scores.addcmul(cand.logical_not().to(scores.dtype), scores.max() + 1.0)
-    return lowest_k(lifted, k)
+    # a finite stand-in above every score for the non-candidates keeps lowest_k on its fast
+    # sampled path: scores + big (1 - cand), candidates' scores untouched
+    lifted = torch.addcmul(scores, cand.neg_().add_(1.0), scores.max() + 1.0)
+    return lowest_k(lifted, k, dtype=dtype)
 
 
 def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
                 pattern: Pattern, sparsity: float, iters: int = 10, ramp: int = 8,
-                rho: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
+                rho: float = 1.5, gemm_dtype: torch.dtype | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """ADMM on ``1/2 (w - w0) H (w - w0)^T`` with the pattern's zeros.
 
     ``weight`` (m x n) and the damped ``hessian`` (n x n, positive definite) in the compute
     dtype; ``dead`` (n,) inputs that never fire. Returns ``(weight, mask)``: the sparse iterate
-    (0 on the mask) and the mask. ``iters >= ramp >= 1``.
+    (0 on the mask) and the mask. ``iters >= ramp >= 1``. ``gemm_dtype`` (e.g. bfloat16): the
+    dtype of every step's GEMM but the last, which sets the weights returned, in the compute
+    dtype (None: all in the compute dtype). The earlier steps only steer the mask.
+
+    Masks live as 0 / 1 floats in the loop (``z = v - v * mask``): on CPU, comparisons that
+    write floats and products with them are several times faster than bool masks and
+    ``masked_fill`` (:func:`apt.pruning.masks._compare`).
     """
     if not (isinstance(iters, int) and isinstance(ramp, int) and iters >= ramp >= 1):
         raise ValueError(f"admm_iters and admm_ramp must be integers with admm_iters >= "
@@ -84,24 +93,32 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
     A = Hn.clone()
     A.diagonal().add_(rho)
     A = torch.cholesky_inverse(torch.linalg.cholesky(A))
+    A_low = A.to(gemm_dtype) if gemm_dtype not in (None, A.dtype) else None
     w0 = weight * d
     x = w0.clone()
     u = torch.zeros_like(x)
     v = x.clone()
+    scores = torch.empty_like(x)
     mask = None
-    any_dead = bool(dead.any())
+    dead_low = None
+    if bool(dead.any()):     # dead inputs score -1, below every |v|: pruned first
+        dead_low = dead.to(x.dtype).unsqueeze(0)
     for step in range(iters):
-        scores = v.abs()
-        if any_dead:
-            scores[:, dead] = -1.0
-        mask = project_mask(scores, pattern, ramp_fraction(step, ramp, sparsity), sparsity)
-        # z = v with the mask's entries zeroed, by a product: on CPU masked_fill is ~5x slower
-        z = v.mul_(mask.logical_not().to(v.dtype))
+        torch.abs(v, out=scores)
+        if dead_low is not None:
+            scores.addcmul_(scores, dead_low, value=-1.0).sub_(dead_low)
+        mask = project_mask(scores, pattern, ramp_fraction(step, ramp, sparsity), sparsity,
+                            dtype=x.dtype)
+        z = v.addcmul_(v, mask, value=-1.0)          # v with the mask's entries zeroed
         u.add_(x).sub_(z)
         # (w0 Hn + rho (z - u)) A = w0 + rho (z - u - w0) A, since Hn A = I - rho A: one GEMM
-        torch.addmm(w0, z.sub_(u).sub_(w0), A, alpha=rho, out=x)
+        y = z.sub_(u).sub_(w0)
+        if A_low is not None and step < iters - 1:
+            torch.add(w0, y.to(A_low.dtype) @ A_low, alpha=rho, out=x)
+        else:
+            torch.addmm(w0, y, A, alpha=rho, out=x)
         v = torch.add(x, u, out=z)                          # z's buffer is free again
-    return v.masked_fill_(mask, 0.0).div_(d), mask
+    return v.addcmul_(v, mask, value=-1.0).div_(d), mask.bool()
 
 
 def _inverse(H: torch.Tensor, retries: int = 4) -> torch.Tensor:

@@ -195,7 +195,7 @@ NEEDS_HESSIAN = True
 #: itself for the ADMM search); see the module docstring
 DEFAULT_PERCDAMP = 0.2
 
-DEFAULTS = {"search": "admm", "admm_iters": 10, "admm_ramp": 8, "admm_rho": 1.5,
+DEFAULTS = {"search": "admm", "admm_iters": 10, "admm_ramp": 8, "admm_rho": 1.5, "admm_gemm_dtype": "auto",
             "damp_unit": None, "mask_rule": "score", "score": "full", "joint_block": 1,
             "refit": None, "refit_iters": None, "refit_dtype": "float32", "swap_iters": 8,
             "greedy_counts": "score", "nm_loss": "trailing"}
@@ -362,6 +362,30 @@ def _dtype(name: str) -> torch.dtype:
     return dt
 
 
+def _gemm_dtype(name: str, compute: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype of the ADMM steps' GEMMs but the last (option ``admm_gemm_dtype``)."""
+    if name == "auto":
+        return torch.bfloat16 if native_bfloat16(device) else compute
+    dt = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
+          "same": compute}.get(name)
+    if dt is None:
+        raise ValueError("admm_gemm_dtype must be 'auto', 'bfloat16', 'float32', 'float64' or "
+                         f"'same' (the compute dtype); got {name!r}")
+    return dt
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether bfloat16 GEMMs run natively (faster than float32) on ``device``: CUDA devices
+    that support bfloat16, CPUs with AVX512-BF16 or AMX. Elsewhere they are emulated and can be
+    slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
+    return False
+
+
 def _blockwise(W, hessian, pattern, sparsity, blocksize, percdamp, unit, opts):
     """The MRP search in SparseGPT's frame: (pruned weight, mask, dead, damped H, info)."""
     prep = prepare(hessian, percdamp, unit=unit)
@@ -386,12 +410,20 @@ def _admm(W, hessian, pattern, sparsity, percdamp, unit, opts):
     H, dead = damped(hessian, percdamp, unit)
     cd = _dtype(opts["refit_dtype"])
     W = W.to(dtype=cd, copy=True)
-    W[:, dead] = 0.0
+    any_dead = bool(dead.any())
+    if any_dead:
+        W[:, dead] = 0.0
+    gemm_dtype = _gemm_dtype(opts["admm_gemm_dtype"], cd, W.device)
     W, mask = admm_search(W, H.to(cd), dead, pattern, sparsity, iters=opts["admm_iters"],
-                          ramp=opts["admm_ramp"], rho=float(opts["admm_rho"]))
+                          ramp=opts["admm_ramp"], rho=float(opts["admm_rho"]),
+                          gemm_dtype=gemm_dtype)
+    if any_dead:          # more dead weights than the pattern prunes: pruned all the same
+        mask |= dead.unsqueeze(0)
+        W[:, dead] = 0.0
     info = {"percdamp_used": percdamp, "damp_unit": unit, "cholesky_retries": [],
             "dead_inputs": int(dead.sum()), "admm_iters": opts["admm_iters"],
-            "admm_ramp": opts["admm_ramp"], "admm_rho": float(opts["admm_rho"])}
+            "admm_ramp": opts["admm_ramp"], "admm_rho": float(opts["admm_rho"]),
+            "admm_gemm_dtype": str(gemm_dtype).removeprefix("torch.")}
     return W, mask, dead, H, info
 
 
@@ -431,6 +463,7 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
             W = refit_exact(W0, H, mask)
         else:
             W = refit_cg(W0, H.to(dt), mask, W.to(dt), iters=int(opts["refit_iters"]))
-    W = W.masked_fill(mask, 0.0)
+    if search != "admm" or opts["refit"]:     # the ADMM search returns W zero on its mask
+        W = W.masked_fill(mask, 0.0)
     info.update({k: opts[k] for k in ("refit", "refit_iters")})
     return W, mask, info

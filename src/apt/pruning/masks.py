@@ -20,9 +20,13 @@ def prune_count(sparsity: float, total: int) -> int:
     return int(math.floor(sparsity * total + 1e-9))
 
 
-def lowest_k(scores: torch.Tensor, k: int, dim: int | None = None) -> torch.Tensor:
+def lowest_k(scores: torch.Tensor, k: int, dim: int | None = None,
+             dtype: torch.dtype = torch.bool) -> torch.Tensor:
     """Mask (True = prune) of exactly the ``k`` lowest scores, over everything (``dim=None``) or
     along ``dim``; ties at the threshold are taken in index order.
+
+    ``dtype``: of the mask; a floating dtype gives 1.0 where pruned and 0.0 elsewhere, ready to
+    multiply with (the ADMM search's form, see :func:`_compare`).
 
     A threshold from ``kthvalue`` instead of ``topk``: for k near half of a large block (the
     unstructured masks), CPU ``topk`` is about 5x slower and was a third of SparseGPT's time.
@@ -31,29 +35,45 @@ def lowest_k(scores: torch.Tensor, k: int, dim: int | None = None) -> torch.Tens
     x = scores.reshape(1, -1) if flat else scores.movedim(dim, -1)
     size = x.shape[-1]
     if k <= 0 or size == 0:
-        mask = torch.zeros_like(x, dtype=torch.bool)
+        mask = torch.zeros_like(x, dtype=dtype)
     elif k >= size:
-        mask = torch.ones_like(x, dtype=torch.bool)
+        mask = torch.ones_like(x, dtype=dtype)
     else:
         kth = _kth_sampled(x.reshape(-1), k) if flat and size >= _SAMPLED_MIN else None
         if kth is None:
             kth = torch.kthvalue(x, k, dim=-1, keepdim=True).values
-        at_most = x <= kth
-        # boolean counts by count_nonzero: a bool .sum() first copies to int64 (5x slower)
+        at_most = _compare(torch.le, x, kth)
         if bool((_count(at_most) == k).all()):
             mask = at_most                      # no surplus tie to break: skip the scan
         else:
+            at_most = at_most.bool()
             ties = x == kth
             need = k - _count(at_most & ~ties)
             mask = (at_most & ~ties) | (ties & (torch.cumsum(ties, -1) <= need))
+        mask = mask.to(dtype)
     return mask.reshape(scores.shape) if flat else mask.movedim(-1, dim)
 
 
-def _count(b: torch.Tensor) -> torch.Tensor:
-    """True entries along the last dim of a bool tensor, kept as a trailing dim of size 1."""
-    return torch.count_nonzero(b, dim=-1).unsqueeze(-1)
+def _compare(op, x: torch.Tensor, y) -> torch.Tensor:
+    """``op(x, y)`` (a comparison) as a float32 tensor of 0.0 / 1.0.
+
+    On CPU a comparison that writes floats is about 5x faster than one that writes bools, and
+    turning those floats into bools afterwards costs less than a comparison; products with a
+    float mask are also far cheaper there than ``masked_fill``. Exact counts by ``_count``.
+    """
+    return op(x, y, out=torch.empty(x.shape, dtype=torch.float32, device=x.device))
 
 
+def _count(f: torch.Tensor) -> torch.Tensor:
+    """Exact number of nonzero entries along the last dim of a 0/1 mask (bool or float), kept
+    as a trailing dim of size 1."""
+    if f.dtype != torch.bool and f.shape[-1] <= _FLOAT_EXACT:
+        return f.sum(-1, keepdim=True)        # float32 sums of 0 / 1 are exact below 2^24
+    # a bool .sum() first copies to int64 (5x slower); count_nonzero does not (on bools)
+    return torch.count_nonzero(f.bool(), dim=-1).unsqueeze(-1)
+
+
+_FLOAT_EXACT = 1 << 24
 _SAMPLED_MIN = 1 << 16
 _SAMPLE = 1 << 14
 
@@ -80,44 +100,52 @@ def _kth_sampled(x: torch.Tensor, k: int) -> torch.Tensor | None:
     q = k / size
     half = 4.0 * (q * (1.0 - q) / _SAMPLE) ** 0.5
     lo_i, hi_i = int((q - half) * _SAMPLE), int((q + half) * _SAMPLE) + 1
+    inside = None
+    need = k
     if lo_i >= 0:
         lo = torch.kthvalue(sample, lo_i + 1).values
-        need = k - int(torch.count_nonzero(x < lo))
-        inside = x >= lo
-    else:
-        need, inside = k, None
+        inside = _compare(torch.ge, x, lo)
+        need = k - (size - int(_count(inside)))
     if hi_i < _SAMPLE:
-        below_hi = x <= torch.kthvalue(sample, hi_i + 1).values
-        inside = below_hi if inside is None else inside.logical_and_(below_hi)
-    band = x if inside is None else x[inside]
+        below_hi = _compare(torch.le, x, torch.kthvalue(sample, hi_i + 1).values)
+        inside = below_hi if inside is None else inside.mul_(below_hi)
+    band = x if inside is None else x[inside.bool()]
     if not 1 <= need <= band.numel():
         return None
     return torch.kthvalue(band, need).values
 
 
-def lowest_in_groups(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+def lowest_in_groups(scores: torch.Tensor, n: int, m: int,
+                     dtype: torch.dtype = torch.bool) -> torch.Tensor:
     """Mask (True = prune) of the ``n`` lowest scores in every ``m`` consecutive columns of each
-    row; ties are taken in index order.
+    row; ties are taken in index order. ``dtype`` as in :func:`lowest_k`.
 
     By ranks, not ``topk``: with the group positions laid out as ``m`` contiguous planes, each
     pair of positions is compared once over the whole matrix (``m (m - 1) / 2`` vectorized
-    comparisons), which on CPU is 3-4x faster than ``topk`` over millions of tiny groups
-    (the ADMM search selects N:M candidates at every step) and breaks ties deterministically.
+    comparisons, in float32: see :func:`_compare`), which on CPU is 3-4x faster than ``topk``
+    over millions of tiny groups (the ADMM search selects N:M candidates at every step) and
+    breaks ties deterministically.
     """
     rows, cols = scores.shape
-    if m > _RANK_MAX_M:       # m^2 / 2 passes would cost more than a sort (and overflow uint8)
+    if m > _RANK_MAX_M:       # m^2 / 2 passes would cost more than a sort
         groups = scores.reshape(rows, cols // m, m)
         idx = torch.sort(groups, dim=-1, stable=True).indices[..., :n]
-        return torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, idx, True).reshape(rows, cols)
+        mask = torch.zeros_like(groups, dtype=dtype).scatter_(-1, idx, 1)
+        return mask.reshape(rows, cols)
     planes = scores.reshape(rows, cols // m, m).permute(2, 0, 1).contiguous()   # (m, rows, G)
-    rank = torch.zeros_like(planes, dtype=torch.uint8)      # how many of the group come first
-    first = torch.empty_like(planes[0], dtype=torch.bool)
+    # rank[i]: how many of the group come before position i; counted as "i comes after every
+    # later position" (m - 1 - i) minus the later positions it comes before
+    rank = torch.arange(m - 1, -1, -1, dtype=torch.float32, device=scores.device)
+    rank = rank.view(m, 1, 1).expand(planes.shape).contiguous()
+    first = torch.empty(planes.shape[1:], dtype=torch.float32, device=scores.device)
     for i in range(m):
         for j in range(i + 1, m):
             torch.le(planes[i], planes[j], out=first)        # i comes before j (ties: i < j)
             rank[j].add_(first)
-            rank[i].add_(first.logical_not_())
-    return (rank < n).permute(1, 2, 0).reshape(rows, cols)
+            rank[i].sub_(first)
+    mask = _compare(torch.lt, rank, n)
+    mask = mask.to(dtype) if dtype != torch.bool else mask.bool()
+    return mask.permute(1, 2, 0).reshape(rows, cols)
 
 
 _RANK_MAX_M = 16
