@@ -120,7 +120,8 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
         # (w0 Hn + rho (z - u)) A = w0 + rho (z - u - w0) A, since Hn A = I - rho A: one GEMM
         y = z.sub_(u).sub_(w0)
         if A_low is not None and step < iters - exact_steps:
-            torch.add(w0, y.to(A_low.dtype) @ A_low, alpha=rho, out=x)
+            x.copy_(y.to(A_low.dtype) @ A_low)      # exact widening, into x: no fresh buffer
+            torch.add(w0, x, alpha=rho, out=x)
         else:
             torch.addmm(w0, y, A, alpha=rho, out=x)
         v = torch.add(x, u, out=z)                          # z's buffer is free again

@@ -45,6 +45,13 @@ def lowest_k(scores: torch.Tensor, k: int, dim: int | None = None,
         at_most = _compare(torch.le, x, kth)
         if bool((_count(at_most) == k).all()):
             mask = at_most                      # no surplus tie to break: skip the scan
+        elif flat:
+            # the first ``need`` ties in index order, by their positions (a handful, usually):
+            # a cumulative sum over the whole matrix would copy it to int64 twice
+            mask = _compare(torch.lt, x, kth)
+            need = k - int(_count(mask))
+            first = torch.nonzero(x.reshape(-1) == kth.reshape(())).reshape(-1)[:need]
+            mask.reshape(-1)[first] = 1.0
         else:
             at_most = at_most.bool()
             ties = x == kth
