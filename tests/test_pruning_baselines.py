@@ -389,3 +389,23 @@ def test_lowest_in_groups_is_the_n_lowest_of_each_group_with_ties_in_index_order
         assert torch.equal(lowest_in_groups(scores, n, m), want)
         as_float = lowest_in_groups(scores, n, m, dtype=torch.float32)
         assert as_float.dtype == torch.float32 and torch.equal(as_float, want.float())
+
+
+def test_lowest_k_into_a_given_buffer_is_the_same_mask():
+    """``out`` (the ADMM loop's reused buffer, also scratch for the sampled bracket): the same
+    mask as a fresh one, whatever the buffer held before, for every path (ties, sampled, dim)."""
+    from apt.pruning.masks import _SAMPLED_MIN, lowest_k
+    gen = torch.Generator().manual_seed(8)
+    big = torch.randn(4, _SAMPLED_MIN // 4 + 5, generator=gen)
+    cases = [(torch.randint(0, 5, (7, 9), generator=gen).float(), None),
+             (torch.randint(0, 5, (7, 9), generator=gen).float(), 1),
+             (big, None), (big.round(decimals=1), None)]
+    for scores, dim in cases:
+        size = scores.numel() if dim is None else scores.shape[dim]
+        for k in (0, 1, size // 3, size // 2, size - 1, size):
+            out = torch.full_like(scores, 7.0)
+            got = lowest_k(scores, k, dim, dtype=torch.float32, out=out)
+            assert got.data_ptr() == out.data_ptr()
+            assert torch.equal(got, lowest_k(scores, k, dim).float()), (k, dim)
+    with pytest.raises(ValueError, match="out must be"):
+        lowest_k(big, 3, out=torch.empty_like(big, dtype=torch.float64), dtype=torch.float32)

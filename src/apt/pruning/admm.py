@@ -55,13 +55,15 @@ def ramp_fraction(step: int, ramp: int, sparsity: float) -> float:
 
 
 def project_mask(scores: torch.Tensor, pattern: Pattern, fraction: float,
-                 sparsity: float, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+                 sparsity: float, dtype: torch.dtype = torch.bool,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
     """Mask (True or 1.0 = pruned, in ``dtype``) of the lowest ``scores`` for a pruned
-    ``fraction`` on the way to ``sparsity`` (the pattern's own fraction for N:M)."""
+    ``fraction`` on the way to ``sparsity`` (the pattern's own fraction for N:M). ``out``: as in
+    :func:`apt.pruning.masks.lowest_k`, used by the unstructured and the ramp selections."""
     m, n = scores.shape
     k = prune_count(fraction, m * n)
     if not pattern.structured:
-        return lowest_k(scores, k, dtype=dtype)
+        return lowest_k(scores, k, dtype=dtype, out=out)
     final = fraction >= sparsity
     cand = lowest_in_groups(scores, pattern.n, pattern.m,
                             dtype=dtype if final else scores.dtype)
@@ -70,7 +72,7 @@ def project_mask(scores: torch.Tensor, pattern: Pattern, fraction: float,
     # a finite stand-in above every score for the non-candidates keeps lowest_k on its fast
     # sampled path: scores + big (1 - cand), candidates' scores untouched
     lifted = torch.addcmul(scores, cand.neg_().add_(1.0), scores.max() + 1.0)
-    return lowest_k(lifted, k, dtype=dtype)
+    return lowest_k(lifted, k, dtype=dtype, out=out)
 
 
 def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
@@ -104,7 +106,12 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
     x = w0.clone()
     u = torch.zeros_like(x)
     v = x.clone()
+    # buffers reused at every step (on CPU a fresh one of many MB is page-faulted in each time)
     scores = torch.empty_like(x)
+    mask_buf = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    if A_low is not None:
+        y_low = torch.empty(x.shape, dtype=A_low.dtype, device=x.device)
+        r_low = torch.empty_like(y_low)
     mask = None
     dead_low = None
     if bool(dead.any()):     # dead inputs score -1, below every |v|: pruned first
@@ -114,14 +121,14 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
         if dead_low is not None:
             scores.addcmul_(scores, dead_low, value=-1.0).sub_(dead_low)
         mask = project_mask(scores, pattern, ramp_fraction(step, ramp, sparsity), sparsity,
-                            dtype=x.dtype)
+                            dtype=torch.float32, out=mask_buf)
         z = v.addcmul_(v, mask, value=-1.0)          # v with the mask's entries zeroed
         u.add_(x).sub_(z)
         # (w0 Hn + rho (z - u)) A = w0 + rho (z - u - w0) A, since Hn A = I - rho A: one GEMM
         y = z.sub_(u).sub_(w0)
         if A_low is not None and step < iters - exact_steps:
-            x.copy_(y.to(A_low.dtype) @ A_low)      # exact widening, into x: no fresh buffer
-            torch.add(w0, x, alpha=rho, out=x)
+            torch.mm(y_low.copy_(y), A_low, out=r_low)
+            torch.add(w0, x.copy_(r_low), alpha=rho, out=x)    # exact widening first
         else:
             torch.addmm(w0, y, A, alpha=rho, out=x)
         v = torch.add(x, u, out=z)                          # z's buffer is free again
