@@ -85,11 +85,11 @@ it, and one draw moves a figure by 5-10 points), and leaving it out saves three 
 
 Time: ADMM is one GEMM (rows x n x n) per step, nine of ten in bfloat16 where that is native
 (the CG refit, when asked for, 3 more in float32), plus two n x n inverses; SparseGPT is an n^3
-factorization and a column loop. On this CPU APT takes about 1.2-1.4x our SparseGPT's time
-summed over the SmolLM2 layers (2 threads), and more on large matrices, where the GEMMs and the
-passes over the matrix outweigh SparseGPT's work: about 2.2-2.5x on 4096 x 4096 and 4x on
-11008 x 4096 (the figures of each run in ``results/benchmarks/solvers.json`` and
-``apt_timing.json``, and in the README).
+factorization and a column loop. On this CPU APT takes about 1-1.4x our SparseGPT's time
+summed over the SmolLM2 layers (2 threads; runs differ by ~10 %), and more on large matrices,
+where the GEMMs and the passes over the matrix outweigh SparseGPT's work: about 2-2.5x on
+4096 x 4096 and 3-4x on 11008 x 4096 (the figures of each run in
+``results/benchmarks/solvers.json`` and ``apt_timing.json``, and in the README).
 Everything else in the ADMM loop is passes over the matrix, kept few and cheap: masks are 0 / 1
 floats (on CPU, comparisons that write bools and ``masked_fill`` are several times slower than
 their float counterparts), counts use ``count_nonzero`` or float sums, N:M groups pairwise
