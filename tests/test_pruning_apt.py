@@ -265,6 +265,8 @@ def test_bad_options():
         prune_matrix(W, H, "apt", 0.5, "unstructured", admm_rho=0.0)
     with pytest.raises(ValueError, match="admm_gemm_dtype must be"):
         prune_matrix(W, H, "apt", 0.5, "unstructured", admm_gemm_dtype="int8")
+    with pytest.raises(ValueError, match="admm_exact_steps must be"):
+        prune_matrix(W, H, "apt", 0.5, "unstructured", admm_exact_steps=-1)
 
 
 def test_joint_block_one_is_sparsegpt():

@@ -84,8 +84,9 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
     ``weight`` (m x n) and the damped ``hessian`` (n x n, positive definite) in the compute
     dtype; ``dead`` (n,) inputs that never fire. Returns ``(weight, mask)``: the sparse iterate
     (0 on the mask) and the mask. ``iters >= ramp >= 1``. ``gemm_dtype`` (e.g. bfloat16): the
-    dtype of every step's GEMM but the last, which sets the weights returned, in the compute
-    dtype (None: all in the compute dtype). The earlier steps only steer the mask.
+    dtype of every step's GEMM but the last ``exact_steps`` (the last sets the weights
+    returned), which run in the compute dtype (None: all in the compute dtype). The earlier
+    steps only steer the mask.
 
     Masks live as 0 / 1 floats in the loop (``z = v - v * mask``): on CPU, comparisons that
     write floats and products with them are several times faster than bool masks and
@@ -96,6 +97,9 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
                          f"admm_ramp >= 1; got {iters!r} and {ramp!r}")
     if not rho > 0:
         raise ValueError(f"admm_rho must be > 0; got {rho!r}")
+    if not (isinstance(exact_steps, int) and exact_steps >= 0):
+        raise ValueError(f"admm_exact_steps must be an integer >= 0 (the final steps whose "
+                         f"GEMM runs in the compute dtype); got {exact_steps!r}")
     d = torch.diagonal(_inverse(hessian)).rsqrt()
     Hn = hessian / d / d.unsqueeze(1)
     A = Hn.clone()

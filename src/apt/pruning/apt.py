@@ -211,7 +211,8 @@ NEEDS_HESSIAN = True
 #: itself for the ADMM search); see the module docstring
 DEFAULT_PERCDAMP = 0.2
 
-DEFAULTS = {"search": "admm", "admm_iters": 10, "admm_ramp": 8, "admm_rho": 1.5, "admm_gemm_dtype": "auto", "admm_exact_steps": 1,
+DEFAULTS = {"search": "admm", "admm_iters": 10, "admm_ramp": 8, "admm_rho": 1.5,
+            "admm_gemm_dtype": "auto", "admm_exact_steps": 1,
             "damp_unit": None, "mask_rule": "score", "score": "full", "joint_block": 1,
             "refit": None, "refit_iters": None, "refit_dtype": "float32", "swap_iters": 8,
             "greedy_counts": "score", "nm_loss": "trailing"}
@@ -432,7 +433,7 @@ def _admm(W, hessian, pattern, sparsity, percdamp, unit, opts):
     gemm_dtype = _gemm_dtype(opts["admm_gemm_dtype"], cd, W.device)
     W, mask = admm_search(W, H.to(cd), dead, pattern, sparsity, iters=opts["admm_iters"],
                           ramp=opts["admm_ramp"], rho=float(opts["admm_rho"]),
-                          gemm_dtype=gemm_dtype, exact_steps=int(opts["admm_exact_steps"]))
+                          gemm_dtype=gemm_dtype, exact_steps=opts["admm_exact_steps"])
     if any_dead:          # more dead weights than the pattern prunes: pruned all the same
         mask |= dead.unsqueeze(0)
         W[:, dead] = 0.0
