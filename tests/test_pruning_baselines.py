@@ -334,11 +334,16 @@ def test_solver_benchmark_smoke(tmp_path):
 
 def test_lowest_k_sampled_path_is_exact():
     """Large flat inputs go through a sampled bracket (``masks._kth_sampled``): same masks as
-    a stable sort, with ties, constant runs and k at the ends."""
-    from apt.pruning.masks import _SAMPLED_MIN, lowest_k
+    a stable sort, with ties, constant runs and k at the ends; in float64 too (SparseGPT's CPU
+    dtype), where the bracket must not fall back to a full selection."""
+    from apt.pruning.masks import _SAMPLED_MIN, _kth_sampled, lowest_k
     gen = torch.Generator().manual_seed(5)
     n = _SAMPLED_MIN + 123
-    cases = [torch.randn(n, generator=gen),
+    for dt in (torch.float32, torch.float64):
+        x = torch.randn(n, generator=gen, dtype=dt)
+        for k in (n // 3, n // 2):
+            assert torch.equal(_kth_sampled(x, k), torch.kthvalue(x, k).values), (dt, k)
+    cases = [torch.randn(n, generator=gen), torch.randn(n, generator=gen, dtype=torch.float64),
              torch.randn(n, generator=gen).round(decimals=1),          # heavy ties
              torch.cat([torch.full((n // 2,), -1.0), torch.randn(n - n // 2, generator=gen)])]
     for scores in cases:

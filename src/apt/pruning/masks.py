@@ -95,6 +95,7 @@ def _count(f: torch.Tensor) -> torch.Tensor:
 
 
 _FLOAT_EXACT = 1 << 24
+_EXACT_IN_FLOAT32 = (torch.float32, torch.bfloat16, torch.float16)
 _SAMPLED_MIN = 1 << 16
 _SAMPLE = 1 << 14
 
@@ -134,8 +135,11 @@ def _kth_sampled(x: torch.Tensor, k: int,
         hi = torch.kthvalue(sample, hi_i + 1).values
         if inside is None:
             inside = _compare(torch.le, x, hi, buf)
-        else:       # lo <= x <= hi exactly where clamping leaves x as it is; in one buffer
+        elif x.dtype in _EXACT_IN_FLOAT32:
+            # lo <= x <= hi exactly where clamping leaves x as it is: one buffer, one pass less
             inside = _compare(torch.eq, torch.clamp(x, lo, hi, out=inside), x, inside)
+        else:       # float64 would be rounded by the float32 buffer
+            inside.mul_(_compare(torch.le, x, hi))
     band = x if inside is None else x[inside.bool()]
     if not 1 <= need <= band.numel():
         return None
