@@ -434,8 +434,7 @@ def _admm(W, hessian, pattern, sparsity, percdamp, unit, opts):
     W, mask = admm_search(W, H.to(cd), dead, pattern, sparsity, iters=opts["admm_iters"],
                           ramp=opts["admm_ramp"], rho=float(opts["admm_rho"]),
                           gemm_dtype=gemm_dtype, exact_steps=opts["admm_exact_steps"])
-    if any_dead:          # more dead weights than the pattern prunes: pruned all the same
-        mask |= dead.unsqueeze(0)
+    if any_dead:   # more dead weights than the pattern prunes: prune() adds them to the mask
         W[:, dead] = 0.0
     info = {"percdamp_used": percdamp, "damp_unit": unit, "cholesky_retries": [],
             "dead_inputs": int(dead.sum()), "admm_iters": opts["admm_iters"],

@@ -174,9 +174,7 @@ def lowest_in_groups(scores: torch.Tensor, n: int, m: int,
             torch.le(planes[i], planes[j], out=first)        # i comes before j (ties: i < j)
             rank[j].add_(first)
             rank[i].sub_(first)
-    mask = _compare(torch.lt, rank, n)
-    mask = mask.to(dtype) if dtype != torch.bool else mask.bool()
-    return mask.permute(1, 2, 0).reshape(rows, cols)
+    return _compare(torch.lt, rank, n).to(dtype).permute(1, 2, 0).reshape(rows, cols)
 
 
 _RANK_MAX_M = 16
