@@ -380,8 +380,8 @@ def test_lowest_k_is_exactly_the_k_lowest_with_ties_in_index_order(dim, dtype):
 
 @pytest.mark.parametrize("n, m", [(2, 4), (4, 8), (1, 3), (3, 4), (1, 1), (5, 17), (200, 300)])
 def test_lowest_in_groups_is_the_n_lowest_of_each_group_with_ties_in_index_order(n, m):
-    """By pairwise ranks within each group (by a stable sort for m > 16, where ranks would
-    cost more and overflow uint8 past 256): the same mask as a stable sort, with and without
+    """By pairwise ranks within each group (by a stable sort for m > 16, where the m^2 / 2
+    comparisons would cost more): the same mask as a stable sort, with and without
     ties."""
     from apt.pruning.masks import lowest_in_groups
     gen = torch.Generator().manual_seed(n * 10 + m)
