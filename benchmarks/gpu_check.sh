@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The GPU checks of one session on a machine with one CUDA device, as one script: the CUDA
+# tests (tests/test_cuda.py), the solver benchmark on CUDA (real SmolLM2 layers of block 15 and
+# the large synthetic shapes) and the engine on random-weight models of SmolLM2's and LLaMA-7B's
+# shapes. Every section has its own time limit and goes on when one fails; logs and JSON go to
+# $OUT (default results/benchmarks/gpu).
+#
+#   OUT=results/benchmarks/gpu bash benchmarks/gpu_check.sh [HESSIANS]
+#
+# A dry run on a machine without a GPU (small sizes, the CPU standing in for the device):
+#   DRY=1 PYTHON=.venv/bin/python OUT=/tmp/gpu_dry bash benchmarks/gpu_check.sh
+#
+# HESSIANS: a file of benchmarks/collect_hessians.py (default .devcarry/hessians_smollm2_block15.pt,
+# one block of resources/bench/hessians_smollm2.pt, small enough to carry to a GPU machine).
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-results/benchmarks/gpu}
+HESS=${1:-.devcarry/hessians_smollm2_block15.pt}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+DEVICE=cuda SHAPES=4096x4096,11008x4096,4096x11008 NS7B=128 SEQ7B=2048 SMOL=() REPS=3
+if [ -n "${DRY:-}" ]; then
+    DEVICE=cpu SHAPES=512x256,256x512 SMOL=(--layers 2) REPS=1     # and no LLaMA-7B shapes
+    export APT_TEST_DEVICE=cpu
+fi
+log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$OUT/gpu_check.log"; }
+run() {  # run LIMIT_S NAME CMD...: one section, its output appended to the log
+    local limit=$1 name=$2; shift 2
+    log "$name: $*"
+    local t0=$SECONDS
+    timeout -k 5 "$limit" "$@" >>"$OUT/gpu_check.log" 2>&1
+    log "$name: exit $? after $((SECONDS - t0)) s"
+}
+: >"$OUT/gpu_check.log"
+{ nvidia-smi || true; $PY -c "import sys, torch, transformers; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no cuda'); print('transformers', transformers.__version__)"; nproc; } >>"$OUT/gpu_check.log" 2>&1
+run 120 tests $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py --junitxml="$OUT/test_cuda.xml"
+run 170 solvers $PY benchmarks/solvers.py --device $DEVICE --threads 0 --hessians "$HESS" \
+    --synthetic-shapes $SHAPES \
+    --synthetic-methods sparsegpt,sparsegpt_fp32,reference,plain,apt \
+    --synthetic-patterns 50%,2:4,4:8 --reps $REPS --plain-max-rows 11008 --out "$OUT/solvers_cuda.json"
+[ -n "${DRY:-}" ] || run 120 engine_llama7b $PY benchmarks/engine_random.py --shape llama7b --layers 2 \
+    --nsamples $NS7B --seqlen $SEQ7B --methods sparsegpt,apt --patterns 0.5,2:4 --device $DEVICE \
+    --dtype bfloat16 --out "$OUT/engine_random_llama7b_cuda.json"
+run 90 engine_smollm2 $PY benchmarks/engine_random.py --shape smollm2 "${SMOL[@]}" \
+    --nsamples 32 --seqlen 512 --methods sparsegpt,apt --patterns 0.5,2:4 --device $DEVICE \
+    --out "$OUT/engine_random_smollm2_cuda.json"
+for spec in "apt 50%" "apt 2:4" "sparsegpt 50%"; do
+    set -- $spec
+    run 40 "profile $1 $2" $PY benchmarks/profile_solver.py --method $1 --pattern $2 \
+        --shape ${SHAPES%%,*} --device $DEVICE --rows 25 --out "$OUT/profile_solvers.txt"
+done
+log done
