@@ -3,7 +3,8 @@
 # tests (tests/test_cuda.py), the solver benchmark on CUDA (real SmolLM2 layers of block 15 and
 # the large synthetic shapes) and the engine on random-weight models of SmolLM2's and LLaMA-7B's
 # shapes. Every section has its own time limit and goes on when one fails; logs and JSON go to
-# $OUT (default results/benchmarks/gpu).
+# $OUT (default results/benchmarks/gpu). SECTIONS picks the sections (default "tests solvers
+# engine profile"; "variants" compares APT settings with SparseGPT).
 #
 #   OUT=results/benchmarks/gpu bash benchmarks/gpu_check.sh [HESSIANS]
 #
@@ -34,20 +35,43 @@ run() {  # run LIMIT_S NAME CMD...: one section, its output appended to the log
 }
 : >"$OUT/gpu_check.log"
 { nvidia-smi || true; $PY -c "import sys, torch, transformers; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no cuda'); print('transformers', transformers.__version__)"; nproc; } >>"$OUT/gpu_check.log" 2>&1
-run 120 tests $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py --junitxml="$OUT/test_cuda.xml"
-run 170 solvers $PY benchmarks/solvers.py --device $DEVICE --threads 0 --hessians "$HESS" \
-    --synthetic-shapes $SHAPES \
-    --synthetic-methods sparsegpt,sparsegpt_fp32,reference,plain,apt \
-    --synthetic-patterns 50%,2:4,4:8 --reps $REPS --plain-max-rows 11008 --out "$OUT/solvers_cuda.json"
-[ -n "${DRY:-}" ] || run 120 engine_llama7b $PY benchmarks/engine_random.py --shape llama7b --layers 2 \
-    --nsamples $NS7B --seqlen $SEQ7B --methods sparsegpt,apt --patterns 0.5,2:4 --device $DEVICE \
-    --dtype bfloat16 --out "$OUT/engine_random_llama7b_cuda.json"
-run 90 engine_smollm2 $PY benchmarks/engine_random.py --shape smollm2 "${SMOL[@]}" \
-    --nsamples 32 --seqlen 512 --methods sparsegpt,apt --patterns 0.5,2:4 --device $DEVICE \
-    --out "$OUT/engine_random_smollm2_cuda.json"
-for spec in "apt 50%" "apt 2:4" "sparsegpt 50%"; do
-    set -- $spec
-    run 40 "profile $1 $2" $PY benchmarks/profile_solver.py --method $1 --pattern $2 \
-        --shape ${SHAPES%%,*} --device $DEVICE --rows 25 --out "$OUT/profile_solvers.txt"
-done
+section_tests() {
+    run 120 tests $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py --junitxml="$OUT/test_cuda.xml"
+}
+section_solvers() {
+    run 170 solvers $PY benchmarks/solvers.py --device $DEVICE --threads 0 --hessians "$HESS" \
+        --synthetic-shapes $SHAPES \
+        --synthetic-methods sparsegpt,sparsegpt_fp32,reference,plain,apt \
+        --synthetic-patterns 50%,2:4,4:8 --reps $REPS --plain-max-rows 11008 \
+        --out "$OUT/solvers_cuda.json"
+}
+section_engine() {
+    [ -n "${DRY:-}" ] || run 120 engine_llama7b $PY benchmarks/engine_random.py --shape llama7b \
+        --layers 2 --nsamples $NS7B --seqlen $SEQ7B --methods sparsegpt,apt --patterns 0.5,2:4 \
+        --device $DEVICE --dtype bfloat16 --out "$OUT/engine_random_llama7b_cuda.json"
+    run 90 engine_smollm2 $PY benchmarks/engine_random.py --shape smollm2 "${SMOL[@]}" \
+        --nsamples 32 --seqlen 512 --methods sparsegpt,apt --patterns 0.5,2:4 --device $DEVICE \
+        --out "$OUT/engine_random_smollm2_cuda.json"
+}
+section_profile() {
+    for spec in "apt 50%" "apt 2:4" "sparsegpt 50%"; do
+        set -- $spec
+        run 40 "profile $1 $2" $PY benchmarks/profile_solver.py --method $1 --pattern $2 \
+            --shape ${SHAPES%%,*} --device $DEVICE --rows 25 --out "$OUT/profile_solvers.txt"
+    done
+}
+section_variants() {  # APT settings against SparseGPT, real block and synthetic shapes
+    local name opts
+    for v in "d05:apt.percdamp=0.05" "d05_it20:apt.percdamp=0.05,apt.admm_iters=20,apt.admm_ramp=16" \
+             "it20:apt.admm_iters=20,apt.admm_ramp=16" "gemm_f32:apt.admm_gemm_dtype=float32"; do
+        name=${v%%:*} opts=()
+        IFS=, read -ra kv <<<"${v#*:}"
+        for o in "${kv[@]}"; do opts+=(--opt "$o"); done
+        run 60 "variant $name" $PY benchmarks/solvers.py --device $DEVICE --threads 0 \
+            --hessians "$HESS" --methods sparsegpt,apt --patterns 50%,2:4 "${opts[@]}" \
+            --synthetic-shapes $SHAPES --synthetic-methods sparsegpt,apt \
+            --synthetic-patterns 50%,2:4 --reps 2 --out "$OUT/variants_$name.json"
+    done
+}
+for s in ${SECTIONS:-tests solvers engine profile}; do section_$s; done
 log done

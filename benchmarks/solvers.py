@@ -148,6 +148,13 @@ def reference_fasterprune(W: torch.Tensor, H: torch.Tensor, sparsity: float, pru
     return W
 
 
+def method_options(opts: dict[str, dict[str, Any]], method: str,
+                   percdamp: float | None) -> dict[str, Any]:
+    """``prune_matrix`` keywords of ``method``: ``--percdamp``, unless ``--opt METHOD.percdamp``
+    gives that method its own, and the method's other ``--opt`` values."""
+    return {"percdamp": percdamp, **opts.get(method, {})}
+
+
 # ------------------------------------------------------------------------------------- runs
 def run_real(layers: dict[str, tuple[torch.Tensor, torch.Tensor]], methods: list[str],
              patterns: list[tuple[str, str, float | None]], opts: dict[str, dict[str, Any]],
@@ -165,13 +172,13 @@ def run_real(layers: dict[str, tuple[torch.Tensor, torch.Tensor]], methods: list
                 if device.type == "cuda":   # untimed: library handles, kernels' first load
                     w, h = next(iter(on_dev.values()))
                     prune_matrix(w, h, method, sparsity=sparsity, pattern=pattern,
-                                 blocksize=blocksize, percdamp=percdamp, **opts.get(method, {}))
+                                 blocksize=blocksize, **method_options(opts, method, percdamp))
                 for name, (w, h) in on_dev.items():
                     sync(device)
                     t0, c0 = time.perf_counter(), time.process_time()
                     res = prune_matrix(w, h, method, sparsity=sparsity, pattern=pattern,
-                                       blocksize=blocksize, percdamp=percdamp,
-                                       **opts.get(method, {}))
+                                       blocksize=blocksize,
+                                       **method_options(opts, method, percdamp))
                     sync(device)
                     dt, dc = time.perf_counter() - t0, time.process_time() - c0
                     num, den = rel_error_parts(w, res.weight, h)
@@ -268,13 +275,13 @@ def run_synthetic(shapes: list[tuple[int, int]], methods: list[str],
                                                         else percdamp,
                                                         lazy=(method == "reference"))
                         else:
-                            name, extra = method, dict(opts.get(method, {}))
+                            name, extra = method, method_options(opts, method, percdamp)
                             if method == "sparsegpt_fp32":
-                                name, extra = "sparsegpt", {**opts.get("sparsegpt", {}),
-                                                            "dtype": torch.float32}
+                                name, extra = "sparsegpt", {
+                                    **method_options(opts, "sparsegpt", percdamp),
+                                    "dtype": torch.float32}
                             out = prune_matrix(w, h, name, sparsity=sparsity, pattern=pattern,
-                                               blocksize=blocksize, percdamp=percdamp,
-                                               **extra).weight
+                                               blocksize=blocksize, **extra).weight
                         sync(device)
                         times.append(time.perf_counter() - t0)
                         cpus.append(time.process_time() - c0)

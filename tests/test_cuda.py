@@ -134,7 +134,10 @@ def test_hessian_accumulated_on_the_device_equals_the_cpu_one():
         acc_cpu.add(x)
         acc_dev.add(x.to(DEVICE))
     assert acc_dev.hessian.device.type == DEVICE.type
-    torch.testing.assert_close(acc_dev.hessian.cpu(), acc_cpu.hessian, rtol=1e-6, atol=1e-8)
+    # float32 sums in other orders: equal up to rounding, relative to the largest entry
+    scale = float(acc_cpu.hessian.abs().max())
+    torch.testing.assert_close(acc_dev.hessian.cpu(), acc_cpu.hessian, rtol=1e-5,
+                               atol=1e-6 * scale)
 
 
 def _ids(n=4, length=32, seed=0):
@@ -184,10 +187,13 @@ def test_engine_on_the_device_prunes_like_the_cpu(tiny_model_dir, method):
 
 
 def test_perplexity_on_the_device_equals_the_cpu(tiny_model_dir):
-    model, _ = _load(tiny_model_dir("llama"))
+    """As `apt ppl --device` does: the model loaded onto the device, the windows follow it."""
+    path = str(tiny_model_dir("llama"))
     ids = _ids(n=1, length=200, seed=5).reshape(-1)
-    on_cpu = perplexity(model, ids, seqlen=64, batch_size=2, device=CPU, progress=False)
-    on_dev = perplexity(model, ids, seqlen=64, batch_size=2, device=DEVICE, progress=False)
+    on_cpu = perplexity(load_model(path)[0], ids, seqlen=64, batch_size=2, progress=False)
+    model, _ = load_model(path, device=str(DEVICE))
+    assert next(model.parameters()).device.type == DEVICE.type
+    on_dev = perplexity(model, ids, seqlen=64, batch_size=2, progress=False)
     assert on_dev["windows"] == on_cpu["windows"]
     assert on_dev["nll_mean"] == pytest.approx(on_cpu["nll_mean"], rel=1e-4)
 

@@ -59,6 +59,8 @@ def peak_memory(device: torch.device) -> dict[str, Any]:
 def _prune_layer(adapter: Adapter, module: nn.Module, hessian: torch.Tensor,
                  settings: PruneSettings) -> dict[str, Any]:
     weight = adapter.get_weight(module).detach().clone()
+    if weight.device.type == "cuda":   # the forwards that built the Hessian may still be queued
+        torch.cuda.synchronize(weight.device)
     t0 = time.perf_counter()
     res = prune_matrix(weight, hessian, method=settings.method, sparsity=settings.sparsity,
                        pattern=settings.pattern, blocksize=settings.blocksize,
