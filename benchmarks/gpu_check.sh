@@ -12,7 +12,7 @@
 #   DRY=1 PYTHON=.venv/bin/python OUT=/tmp/gpu_dry bash benchmarks/gpu_check.sh
 #
 # HESSIANS: a file of benchmarks/collect_hessians.py (default .devcarry/hessians_smollm2_block15.pt,
-# one block of resources/bench/hessians_smollm2.pt, small enough to carry to a GPU machine).
+# made by benchmarks/hessian_subset.py: one block, small enough to carry to a GPU machine).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/benchmarks/gpu}
