@@ -4,7 +4,8 @@
 # the large synthetic shapes) and the engine on random-weight models of SmolLM2's and LLaMA-7B's
 # shapes. Every section has its own time limit and goes on when one fails; logs and JSON go to
 # $OUT (default results/benchmarks/gpu). SECTIONS picks the sections (default "tests solvers
-# engine profile"; "variants" compares APT settings with SparseGPT).
+# engine profile"; "variants" compares APT settings with SparseGPT,
+# "heldout" scores synthetic problems on new tokens).
 #
 #   OUT=results/benchmarks/gpu bash benchmarks/gpu_check.sh [HESSIANS]
 #
@@ -23,6 +24,7 @@ PY=${PYTHON:-python3}
 DEVICE=cuda SHAPES=4096x4096,11008x4096,4096x11008 NS7B=128 SEQ7B=2048 SMOL=() REPS=3
 if [ -n "${DRY:-}" ]; then
     DEVICE=cpu SHAPES=512x256,256x512 SMOL=(--layers 2) REPS=1     # and no LLaMA-7B shapes
+    HELDOUT_SHAPES=256x512
     export APT_TEST_DEVICE=cpu
 fi
 log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$OUT/gpu_check.log"; }
@@ -72,6 +74,12 @@ section_variants() {  # APT settings against SparseGPT, real block and synthetic
             --synthetic-shapes $SHAPES --synthetic-methods sparsegpt,apt \
             --synthetic-patterns 50%,2:4 --reps 2 --out "$OUT/variants_$name.json"
     done
+}
+section_heldout() {  # synthetic problems scored on new tokens, with T = 2, 8, 24 x n tokens
+    run 150 heldout $PY benchmarks/synthetic_heldout.py --device $DEVICE \
+        --shapes ${HELDOUT_SHAPES:-4096x4096,4096x11008} --ratios 2,8,24 --patterns 50%,2:4 \
+        --variants 'sparsegpt={}' 'apt={}' 'apt_d10={"percdamp": 0.1}' \
+        'apt_d05={"percdamp": 0.05}' --out "$OUT/synthetic_heldout_cuda.json"
 }
 for s in ${SECTIONS:-tests solvers engine profile}; do section_$s; done
 log done
