@@ -35,6 +35,7 @@ from apt.io import write_json_atomic
 from apt.models import adapter_for
 from apt.provenance import environment
 from apt.pruning import prune_matrix
+from solvers import parse_values   # benchmarks/ is on sys.path when run as a script
 
 SHAPES = {
     # SmolLM2-135M's config (HuggingFaceTB/SmolLM2-135M)
@@ -92,13 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
-    options = {}
-    for item in args.opt:
-        key, _, raw = item.partition("=")
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
+    options = parse_values(args.opt)
     t0 = time.perf_counter()
     model, cfg = build_model(args.shape, args.layers, dtype)
     dense = {k: v.clone() for k, v in model.state_dict().items()}

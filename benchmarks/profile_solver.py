@@ -11,7 +11,6 @@ sorted by their total time on the device (self CPU time on a CPU).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -19,7 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from apt.pruning import prune_matrix
-from solvers import parse_pattern_arg, sync, synthetic_problem
+from solvers import parse_pattern_arg, parse_values, sync, synthetic_problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     m, n = (int(v) for v in args.shape.lower().split("x"))
     label, pattern, sparsity = parse_pattern_arg(args.pattern)
-    opts = {}
-    for item in args.opt:
-        key, _, raw = item.partition("=")
-        try:
-            opts[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            opts[key] = raw
+    opts = parse_values(args.opt)
     w, h = synthetic_problem(m, n, device)
 
     def once() -> float:
@@ -71,5 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     raise SystemExit(main())

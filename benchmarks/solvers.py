@@ -58,17 +58,27 @@ def parse_pattern_arg(spec: str) -> tuple[str, str, float | None]:
     return f"{round(s * 100)}%", "unstructured", s
 
 
-def parse_opts(items: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def parse_values(items: list[str], flag: str = "--opt") -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` -> ``{KEY: VALUE}``, each VALUE read as JSON, else as a string."""
+    out: dict[str, Any] = {}
     for item in items:
-        key, _, raw = item.partition("=")
-        method, _, name = key.partition(".")
-        if not name or not raw:
-            raise SystemExit(f"--opt {item!r}: expected METHOD.KEY=VALUE, e.g. apt.refit=true")
+        key, sep, raw = item.partition("=")
+        if not key or not sep:
+            raise SystemExit(f"{flag} {item!r}: expected KEY=VALUE")
         try:
-            value = json.loads(raw)
+            out[key] = json.loads(raw)
         except json.JSONDecodeError:
-            value = raw
+            out[key] = raw
+    return out
+
+
+def parse_opts(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["METHOD.KEY=VALUE", ...]`` -> ``{METHOD: {KEY: VALUE}}`` (see :func:`parse_values`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in parse_values(items).items():
+        method, _, name = key.partition(".")
+        if not name:
+            raise SystemExit(f"--opt {key}=...: expected METHOD.KEY=VALUE, e.g. apt.refit=true")
         out.setdefault(method, {})[name] = value
     return out
 
