@@ -23,8 +23,9 @@ from apt.pruning.metrics import layer_error_parts
 DEVICE = torch.device(os.environ.get("APT_TEST_DEVICE", "cuda"))
 CPU = torch.device("cpu")
 
-pytestmark = pytest.mark.skipif(DEVICE.type == "cuda" and not torch.cuda.is_available(),
-                                reason="no CUDA device (APT_TEST_DEVICE=cpu dry-runs this file)")
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(DEVICE.type == "cuda" and not torch.cuda.is_available(),
+                                 reason="no CUDA device (APT_TEST_DEVICE=cpu dry-runs this file)")]
 
 PATTERNS = [("unstructured", 0.5), ("unstructured", 0.7), ("2:4", None), ("4:8", None)]
 
