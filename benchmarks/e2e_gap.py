@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/e2e_gap.py [--patterns 0.5,2:4,4:8,0.7] [--seeds 0,1,2]
         [--nsamples 16] [--seqlen 512] [--datasets wiki,c4-sample] [--windows 32]
-        [--parallel 2] [--threads 1] [--apt-option KEY=VALUE ...] [--work resources/bench/e2e]
+        [--parallel 2] [--threads 1] [--apt-option KEY=VALUE ...] [--apt-percdamp P]
+        [--work resources/bench/e2e]
         [--out results/benchmarks/e2e_gap.json]
 
 For every calibration seed (a fresh ``apt calib`` draw of the C4 sample) and pattern, prunes
@@ -86,6 +87,8 @@ class Runner:
         ckpt = self.work / "models" / name
         t0 = time.time()
         extra = [f for kv in self.args.apt_option for f in ("--option", kv)] if method == "apt" else []
+        if method == "apt" and self.args.apt_percdamp is not None:
+            extra += ["--percdamp", str(self.args.apt_percdamp)]
         self.run([self.apt, "prune", "--model", self.args.model, "--method", method,
                   *pattern_flags(pattern), "--calib", str(calib), "--out", str(ckpt), "--force",
                   "--no-progress", *extra], self.work / "logs" / f"{name}.log")
@@ -136,6 +139,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--apt-option", action="append", default=[], metavar="KEY=VALUE",
                     help="APT solver option (apt prune --option), repeatable; use its own --work")
+    ap.add_argument("--apt-percdamp", type=float, default=None,
+                    help="APT's damping (apt prune --percdamp; default: its own); own --work")
     ap.add_argument("--work", default=str(ROOT / "resources/bench/e2e"))
     ap.add_argument("--out", default=str(ROOT / "results/benchmarks/e2e_gap.json"))
     args = ap.parse_args(argv)
