@@ -230,3 +230,21 @@ def test_layers_reading_the_same_input_share_statistics(tiny_model_dir):
     expected = 2 * xs.t() @ xs / xs.shape[0]
     torch.testing.assert_close(accs["self_attn.k_proj"].hessian, expected, rtol=1e-5, atol=1e-5)
     assert accs["self_attn.v_proj"].ntokens == 40
+
+
+def test_apt_damping_follows_each_layers_inputs_and_the_calibration_tokens(tiny_model_dir):
+    from apt.pruning.apt import damping_for
+
+    model, _, adapter = _load(tiny_model_dir("llama"))
+    ids = _ids(n=3, length=16)
+    report, _ = prune_model(model, adapter, ids, PruneSettings(method="apt", sparsity=0.5),
+                            progress=False)
+    for rec in report["modules"]:
+        expected = damping_for(rec["shape"][1], ids.numel())
+        assert rec["info"]["percdamp_used"] == pytest.approx(expected), rec["name"]
+    # an explicit damping is used as given
+    model, _, adapter = _load(tiny_model_dir("llama"))
+    report, _ = prune_model(model, adapter, ids,
+                            PruneSettings(method="apt", sparsity=0.5, percdamp=0.3),
+                            progress=False)
+    assert {rec["info"]["percdamp_used"] for rec in report["modules"]} == {0.3}

@@ -314,3 +314,23 @@ def test_admm_gemm_dtype_auto_is_recorded():
     assert r.info["admm_gemm_dtype"] == want
     r = prune_matrix(W, H, "apt", 0.5, "unstructured", admm_gemm_dtype="same")
     assert r.info["admm_gemm_dtype"] == "float32"
+
+
+def test_damping_follows_the_calibration_size_within_the_measured_range():
+    assert apt_solver.damping_for(576, 8192) == pytest.approx(2 * 576 / 8192)
+    assert apt_solver.damping_for(1536, 8192) == apt_solver.DEFAULT_PERCDAMP   # 0.375 capped
+    assert apt_solver.damping_for(576, 64 * 512) == apt_solver.DAMP_MIN         # 0.035 floored
+    # more tokens never damp more
+    values = [apt_solver.damping_for(1024, t) for t in (1000, 4000, 16000, 64000, 10 ** 6)]
+    assert values == sorted(values, reverse=True)
+
+
+def test_prune_matrix_takes_the_damping_from_the_tokens_unless_given():
+    W, H, _ = problem(m=8, n=32, seed=3)
+    used = lambda **kw: prune_matrix(W, H, "apt", 0.5, **kw).info["percdamp_used"]  # noqa: E731
+    assert used(tokens=400) == pytest.approx(apt_solver.damping_for(32, 400))
+    assert used() == apt_solver.DEFAULT_PERCDAMP                 # tokens unknown: fixed default
+    assert used(tokens=400, percdamp=0.3) == 0.3                 # an explicit damping wins
+    # SparseGPT keeps its reference damping whatever the tokens
+    s = prune_matrix(W, H, "sparsegpt", 0.5, tokens=400)
+    assert s.info["percdamp_used"] == pytest.approx(0.01)

@@ -107,7 +107,9 @@ def test_unknown_method_lists_the_known_ones():
 
 
 @pytest.mark.parametrize("kwargs,match", [({"blocksize": 0}, "blocksize must be a positive"),
-                                          ({"percdamp": -0.1}, "percdamp must be >= 0")])
+                                          ({"percdamp": -0.1}, "percdamp must be >= 0"),
+                                          ({"tokens": 0}, "tokens must be a positive integer"),
+                                          ({"tokens": 8.5}, "tokens must be a positive integer")])
 def test_bad_solver_settings(kwargs, match):
     w, h = problem()
     with pytest.raises(ValueError, match=match):

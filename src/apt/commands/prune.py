@@ -42,8 +42,9 @@ def add_arguments(parser):
     s.add_argument("--blocksize", type=int, default=128, help="columns per lazy-update block")
     s.add_argument("--percdamp", type=float, default=None,
                    help="damping, a multiple of mean(diag H) (default: the method's own: "
-                        "sparsegpt 0.01 as its reference code; apt 0.2 of each input's own "
-                        "H[j, j], --option damp_unit=mean or median for a uniform damping)")
+                        "sparsegpt 0.01 as its reference code; apt 2 n / T of each input's own "
+                        "H[j, j] for a layer of n inputs and T calibration tokens, within "
+                        "[0.05, 0.2]; --option damp_unit=mean or median for a uniform damping)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option passed to the solver (repeatable; value parsed as YAML)")
     s.add_argument("--true-sequential", action="store_true",
@@ -165,8 +166,11 @@ def run(args) -> int:
     from apt.pruning import METHODS, default_percdamp
 
     percdamp = args.percdamp
-    if percdamp is None and args.method in METHODS:
+    if percdamp is None and args.method in METHODS and not hasattr(METHODS[args.method],
+                                                                   "damping_for"):
         percdamp = default_percdamp(args.method)     # recorded in the report as used
+    # else (APT) each layer's damping follows its inputs and the calibration tokens; the value
+    # used is in each module's info (percdamp_used)
     pat, frac = check_solver(args.method, args.sparsity, args.pattern, args.blocksize,
                              percdamp, options)
     device = parse_device(str(args.device))

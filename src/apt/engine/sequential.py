@@ -57,14 +57,14 @@ def peak_memory(device: torch.device) -> dict[str, Any]:
 
 
 def _prune_layer(adapter: Adapter, module: nn.Module, hessian: torch.Tensor,
-                 settings: PruneSettings) -> dict[str, Any]:
+                 settings: PruneSettings, tokens: int) -> dict[str, Any]:
     weight = adapter.get_weight(module).detach().clone()
     if weight.device.type == "cuda":   # the forwards that built the Hessian may still be queued
         torch.cuda.synchronize(weight.device)
     t0 = time.perf_counter()
     res = prune_matrix(weight, hessian, method=settings.method, sparsity=settings.sparsity,
                        pattern=settings.pattern, blocksize=settings.blocksize,
-                       percdamp=settings.percdamp, **settings.options)
+                       percdamp=settings.percdamp, tokens=tokens, **settings.options)
     if res.weight.device.type == "cuda":
         torch.cuda.synchronize(res.weight.device)
     seconds = time.perf_counter() - t0
@@ -131,7 +131,8 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
                     hessian = accs[name].hessian
                     if sum(a is accs[name] for a in accs.values()) > 1:
                         hessian = hessian.clone()  # shared with another layer: keep it intact
-                    rec = _prune_layer(adapter, modules[name], hessian, settings)
+                    rec = _prune_layer(adapter, modules[name], hessian, settings,
+                                       accs[name].ntokens)
                     records.append({"name": f"{adapter.blocks_path}.{i}.{name}", "block": i, **rec})
                 del accs
         inputs.hidden = [inputs.call(block, j) for j in range(len(inputs.hidden))]

@@ -59,14 +59,22 @@ def _check_inputs(weight: torch.Tensor, hessian: torch.Tensor | None, needs_hess
                          "check the calibration inputs")
 
 
-def default_percdamp(method: str) -> float:
-    """The damping ``method`` uses when none is given (0.01 for methods without a Hessian)."""
-    return getattr(METHODS[method], "DEFAULT_PERCDAMP", 0.01)
+def default_percdamp(method: str, n_inputs: int | None = None,
+                     tokens: int | None = None) -> float:
+    """The damping ``method`` uses when none is given (0.01 for methods without a Hessian).
+
+    A method whose damping follows the calibration size (``damping_for``, APT's) gets it from
+    ``n_inputs`` and ``tokens`` when both are known, else its fixed ``DEFAULT_PERCDAMP``."""
+    module = METHODS[method]
+    if n_inputs and tokens and hasattr(module, "damping_for"):
+        return module.damping_for(n_inputs, tokens)
+    return getattr(module, "DEFAULT_PERCDAMP", 0.01)
 
 
 def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str = "apt",
                  sparsity: float | None = 0.5, pattern: str = "unstructured", blocksize: int = 128,
-                 percdamp: float | None = None, **options: Any) -> PruneResult:
+                 percdamp: float | None = None, tokens: int | None = None,
+                 **options: Any) -> PruneResult:
     """Prune one weight matrix (out x in) from the Hessian ``(2/T) sum x x^T`` of its inputs.
 
     ``pattern`` is ``"unstructured"`` (``sparsity`` of the weights set to zero) or ``"N:M"``
@@ -75,7 +83,9 @@ def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str
     ``percdamp`` (damping, a multiple of ``mean(diag H)``) defaults to the method's own
     ``DEFAULT_PERCDAMP``: 0.01 for SparseGPT as in its reference code; 0.2 for APT, which by
     default damps each input by that fraction of its own ``H[j, j]`` (option ``damp_unit``;
-    chosen on held-out calibration data, see :mod:`apt.pruning.apt`).
+    chosen on held-out calibration data, see :mod:`apt.pruning.apt`). ``tokens``: how many
+    calibration tokens the Hessian came from, if known; with it APT's default damping follows
+    the calibration size (:func:`apt.pruning.apt.damping_for`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -87,8 +97,11 @@ def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str
     _check_inputs(weight, hessian, getattr(module, "NEEDS_HESSIAN", True))
     if blocksize < 1:
         raise ValueError(f"blocksize must be a positive integer; got {blocksize}")
+    if tokens is not None and not (isinstance(tokens, int) and tokens >= 1):
+        raise ValueError(f"tokens must be a positive integer (the calibration tokens behind "
+                         f"the Hessian) or None; got {tokens!r}")
     if percdamp is None:
-        percdamp = default_percdamp(method)
+        percdamp = default_percdamp(method, weight.shape[1], tokens)
     if not 0 <= percdamp:
         raise ValueError(f"percdamp must be >= 0; got {percdamp}")
     w, mask, info = module.prune(weight, hessian, pat, frac, blocksize=blocksize,

@@ -212,6 +212,20 @@ NEEDS_HESSIAN = True
 #: damping of the search and the refit, in units of the search's ``damp_unit`` (``diag H``
 #: itself for the ADMM search); see the module docstring
 DEFAULT_PERCDAMP = 0.2
+#: with the number of calibration tokens known, the damping follows it (:func:`damping_for`)
+DAMP_PER_INPUT_TOKEN = 2.0
+DAMP_MIN = 0.05
+
+
+def damping_for(n_inputs: int, tokens: int) -> float:
+    """APT's damping for a layer of ``n_inputs`` inputs whose Hessian came from ``tokens``
+    calibration tokens: ``2 n / T``, within ``[0.05, 0.2]`` (the range measured).
+
+    The damping is a ridge penalty against fitting the calibration tokens' noise, which shrinks
+    as ``T / n`` grows: on SmolLM2 layers scored on new tokens, 0.2 x diag H is best with 8k
+    calibration tokens (``T / n`` = 14 and 5) and 0.05 with 32k (57 and 21); see the module
+    docstring."""
+    return min(DEFAULT_PERCDAMP, max(DAMP_MIN, DAMP_PER_INPUT_TOKEN * n_inputs / tokens))
 
 DEFAULTS = {"search": "admm", "admm_iters": 10, "admm_ramp": 8, "admm_rho": 1.5,
             "admm_gemm_dtype": "auto", "admm_exact_steps": 1,
