@@ -58,6 +58,9 @@ def main(argv=None) -> int:
     data = torch.load(args.hessians)
     heldout = torch.load(args.heldout) if args.heldout else None
     layers = [k for k in data if k != "__meta__" and re.search(args.layers, k)]
+    # the calibration tokens behind the Hessians, as the engine passes them (APT's damping
+    # follows them); a variant with "tokens": null gets the fixed default
+    tokens = (data.get("__meta__") or {}).get("ntokens")
     results = {}
     for pspec in args.patterns.split(","):
         if ":" in pspec:
@@ -72,7 +75,8 @@ def main(argv=None) -> int:
             for meth, opts in [("sparsegpt", {})] + [(v, o) for v, o in variants.items()]:
                 method = "sparsegpt" if meth == "sparsegpt" else "apt"
                 t = time.perf_counter()
-                r = prune_matrix(W, H, method=method, sparsity=sparsity, pattern=pattern, **opts)
+                r = prune_matrix(W, H, method=method, sparsity=sparsity, pattern=pattern,
+                                 **{"tokens": tokens, **opts})
                 dt = time.perf_counter() - t
                 num, den = layer_error_parts(W, r.weight, H.double())
                 row[meth] = {"num": num, "den": den, "rel": num / den, "time_s": dt,

@@ -168,7 +168,9 @@ def method_options(opts: dict[str, dict[str, Any]], method: str,
 # ------------------------------------------------------------------------------------- runs
 def run_real(layers: dict[str, tuple[torch.Tensor, torch.Tensor]], methods: list[str],
              patterns: list[tuple[str, str, float | None]], opts: dict[str, dict[str, Any]],
-             device: torch.device, blocksize: int, percdamp: float) -> dict[str, Any]:
+             device: torch.device, blocksize: int, percdamp: float,
+             tokens: int | None = None) -> dict[str, Any]:
+    """``tokens``: the calibration tokens behind the Hessians, passed on as the engine does."""
     results: dict[str, Any] = {}
     hdt = torch.float64 if device.type == "cpu" else torch.float32
     on_dev = {name: (w.to(device), h.to(device=device, dtype=hdt))
@@ -182,13 +184,14 @@ def run_real(layers: dict[str, tuple[torch.Tensor, torch.Tensor]], methods: list
                 if device.type == "cuda":   # untimed: library handles, kernels' first load
                     w, h = next(iter(on_dev.values()))
                     prune_matrix(w, h, method, sparsity=sparsity, pattern=pattern,
-                                 blocksize=blocksize, **method_options(opts, method, percdamp))
+                                 blocksize=blocksize, **{"tokens": tokens, **method_options(
+                                     opts, method, percdamp)})
                 for name, (w, h) in on_dev.items():
                     sync(device)
                     t0, c0 = time.perf_counter(), time.process_time()
                     res = prune_matrix(w, h, method, sparsity=sparsity, pattern=pattern,
-                                       blocksize=blocksize,
-                                       **method_options(opts, method, percdamp))
+                                       blocksize=blocksize, **{"tokens": tokens, **method_options(
+                                           opts, method, percdamp)})
                     sync(device)
                     dt, dc = time.perf_counter() - t0, time.process_time() - c0
                     num, den = rel_error_parts(w, res.weight, h)
@@ -375,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             data = {k: v for k, v in data.items() if re.search(args.layers, k)}
         report["hessians"] = {"file": str(path), **jsonable(meta),
                               "layers": {k: list(v[0].shape) for k, v in data.items()}}
-        results = run_real(data, methods, patterns, opts, device, args.blocksize, args.percdamp)
+        results = run_real(data, methods, patterns, opts, device, args.blocksize, args.percdamp,
+                           tokens=meta.get("ntokens"))
         report["real"] = results
         report["apt_vs_sparsegpt"] = compare(results)
         for label, c in report["apt_vs_sparsegpt"].items():
