@@ -236,12 +236,15 @@ def test_apt_damping_follows_each_layers_inputs_and_the_calibration_tokens(tiny_
     from apt.pruning.apt import damping_for
 
     model, _, adapter = _load(tiny_model_dir("llama"))
-    ids = _ids(n=3, length=16)
+    ids = _ids(n=4, length=256)    # 1024 tokens: 3 n / T is 0.19 for the 64-input layers
     report, _ = prune_model(model, adapter, ids, PruneSettings(method="apt", sparsity=0.5),
                             progress=False)
+    used = {}
     for rec in report["modules"]:
         expected = damping_for(rec["shape"][1], ids.numel())
         assert rec["info"]["percdamp_used"] == pytest.approx(expected), rec["name"]
+        used[rec["shape"][1]] = expected
+    assert used[64] < 0.2 and used[128] == 0.2
     # an explicit damping is used as given
     model, _, adapter = _load(tiny_model_dir("llama"))
     report, _ = prune_model(model, adapter, ids,

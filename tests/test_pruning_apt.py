@@ -317,9 +317,11 @@ def test_admm_gemm_dtype_auto_is_recorded():
 
 
 def test_damping_follows_the_calibration_size_within_the_measured_range():
-    assert apt_solver.damping_for(576, 8192) == pytest.approx(2 * 576 / 8192)
-    assert apt_solver.damping_for(1536, 8192) == apt_solver.DEFAULT_PERCDAMP   # 0.375 capped
-    assert apt_solver.damping_for(576, 64 * 512) == apt_solver.DAMP_MIN         # 0.035 floored
+    assert apt_solver.damping_for(1536, 64 * 512) == pytest.approx(3 * 1536 / 32768)
+    # the default 16 x 512 calibration tokens keep the fixed default on SmolLM2's layers
+    assert apt_solver.damping_for(576, 8192) == apt_solver.DEFAULT_PERCDAMP    # 0.21 capped
+    assert apt_solver.damping_for(1536, 8192) == apt_solver.DEFAULT_PERCDAMP
+    assert apt_solver.damping_for(4096, 128 * 2048) == apt_solver.DAMP_MIN     # 0.047 floored
     # more tokens never damp more
     values = [apt_solver.damping_for(1024, t) for t in (1000, 4000, 16000, 64000, 10 ** 6)]
     assert values == sorted(values, reverse=True)
@@ -328,7 +330,7 @@ def test_damping_follows_the_calibration_size_within_the_measured_range():
 def test_prune_matrix_takes_the_damping_from_the_tokens_unless_given():
     W, H, _ = problem(m=8, n=32, seed=3)
     used = lambda **kw: prune_matrix(W, H, "apt", 0.5, **kw).info["percdamp_used"]  # noqa: E731
-    assert used(tokens=400) == pytest.approx(apt_solver.damping_for(32, 400))
+    assert used(tokens=1500) == pytest.approx(apt_solver.damping_for(32, 1500))   # 0.064
     assert used() == apt_solver.DEFAULT_PERCDAMP                 # tokens unknown: fixed default
     assert used(tokens=400, percdamp=0.3) == 0.3                 # an explicit damping wins
     # SparseGPT keeps its reference damping whatever the tokens

@@ -42,7 +42,7 @@ def add_arguments(parser):
     s.add_argument("--blocksize", type=int, default=128, help="columns per lazy-update block")
     s.add_argument("--percdamp", type=float, default=None,
                    help="damping, a multiple of mean(diag H) (default: the method's own: "
-                        "sparsegpt 0.01 as its reference code; apt 2 n / T of each input's own "
+                        "sparsegpt 0.01 as its reference code; apt 3 n / T of each input's own "
                         "H[j, j] for a layer of n inputs and T calibration tokens, within "
                         "[0.05, 0.2]; --option damp_unit=mean or median for a uniform damping)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
