@@ -148,3 +148,14 @@ def test_cli_ppl_writes_metrics(tmp_path, tiny_model_dir, tiny_text_file, capsys
     assert unknown.returncode == 2 and "unknown dataset 'no-such-set'; known" in unknown.stderr
     missing = _apt(capsys, "eval", "ppl", "--model", str(model_dir), "--out", str(tmp_path / "x.json"))
     assert missing.returncode == 2 and "--dataset" in missing.stderr
+
+
+def test_a_device_other_than_the_models_is_refused_with_what_to_do(tiny_model_dir):
+    from apt.models import load_model
+
+    model, _ = load_model(str(tiny_model_dir("llama")))
+    ids = torch.arange(130) % 300
+    with pytest.raises(AptError, match=r"model is on cpu but device=meta.*load_model"):
+        perplexity(model, ids, seqlen=64, device="meta", progress=False)
+    # the model's own device, named or not, is fine
+    assert perplexity(model, ids, seqlen=64, device="cpu", progress=False)["windows"] == 2

@@ -71,6 +71,11 @@ def window_nlls(logits: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
     return nll.view(b, length).double().sum(dim=1)
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` alike: an unset index matches any."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
 @torch.no_grad()
 def perplexity(model, input_ids: torch.Tensor, seqlen: int, batch_size: int = 1,
                max_windows: int | None = None, device: str | torch.device | None = None,
@@ -81,6 +86,7 @@ def perplexity(model, input_ids: torch.Tensor, seqlen: int, batch_size: int = 1,
     ``windows``, ``tokens`` (predicted tokens = windows * (seqlen - 1)), ``tokens_in_windows``
     (= windows * seqlen), ``stream_tokens`` (length of the stream before cutting), ``window_nll``
     (per-window NLL sums) and ``seconds`` / ``tokens_per_s`` (windows * seqlen / wall time).
+    ``device``: where the windows go, the model's own device by default (it must be there).
     """
     input_ids = torch.as_tensor(input_ids).reshape(-1).long()
     check_window(model, seqlen)
@@ -93,8 +99,13 @@ def perplexity(model, input_ids: torch.Tensor, seqlen: int, batch_size: int = 1,
     n = available if max_windows is None else min(available, int(max_windows))
     if n < 1:
         raise AptError(f"--max-windows {max_windows}: must be at least 1")
+    home = next(model.parameters()).device
     if device is None:
-        device = next(model.parameters()).device
+        device = home
+    elif not _same_device(torch.device(device), home):
+        raise AptError(f"the model is on {home} but device={device} was asked: load it there "
+                       f"(apt.models.load_model(..., device={str(device)!r}), as `apt eval ppl "
+                       f"--device` does) or leave device unset")
     windows = input_ids[: n * seqlen].view(n, seqlen)
 
     was_training = model.training
