@@ -35,7 +35,7 @@ from apt.io import write_json_atomic
 from apt.models import adapter_for
 from apt.provenance import environment
 from apt.pruning import prune_matrix
-from solvers import parse_values   # benchmarks/ is on sys.path when run as a script
+from solvers import parse_pattern_arg, parse_values   # benchmarks/ is on sys.path as a script
 
 SHAPES = {
     # SmolLM2-135M's config (HuggingFaceTB/SmolLM2-135M)
@@ -58,10 +58,6 @@ def build_model(shape: str, layers: int | None, dtype: torch.dtype):
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**cfg)).to(dtype).eval()
     return model, cfg
-
-
-def pattern_settings(spec: str) -> tuple[str, float | None]:
-    return (spec, None) if ":" in spec else ("unstructured", float(spec))
 
 
 def per_kind(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -106,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         w, h = torch.randn(64, 128, device=device), torch.eye(128, device=device)
         for method in args.methods.split(","):
             for spec in args.patterns.split(","):
-                pattern, sparsity = pattern_settings(spec)
+                _, pattern, sparsity = parse_pattern_arg(spec)
                 prune_matrix(w, h, method, sparsity=sparsity, pattern=pattern)
     runs = []
     for method in args.methods.split(","):
         for spec in args.patterns.split(","):
-            pattern, sparsity = pattern_settings(spec)
+            _, pattern, sparsity = parse_pattern_arg(spec)
             model.load_state_dict(dense)
             if device.type == "cuda":
                 torch.cuda.empty_cache()

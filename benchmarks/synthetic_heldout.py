@@ -33,6 +33,7 @@ from apt.io import write_json_atomic
 from apt.provenance import environment
 from apt.pruning import prune_matrix
 from apt.pruning.metrics import layer_error_parts
+from solvers import parse_pattern_arg   # benchmarks/ is on sys.path when run as a script
 
 
 def make_source(n: int, device: torch.device, seed: int = 0):
@@ -93,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             h_cal = hessian(scale, mix, tokens, seed=2)
             h_new = hessian(scale, mix, tokens, seed=3)
             for spec in args.patterns.split(","):
-                pattern, sparsity = ((spec, None) if ":" in spec
-                                     else ("unstructured", float(spec.rstrip("%")) / 100))
+                _, pattern, sparsity = parse_pattern_arg(spec)
                 for name, (method, opts) in variants.items():
                     t0 = time.perf_counter()
                     res = prune_matrix(w, h_cal, method, sparsity=sparsity, pattern=pattern,
