@@ -163,11 +163,10 @@ def run(args) -> int:
     if args.percdamp is not None and args.percdamp < 0:
         raise AptError(f"--percdamp must be >= 0; got {args.percdamp}")
     options = parse_options(args.option)
-    from apt.pruning import METHODS, default_percdamp
+    from apt.pruning import METHODS, damping_follows_tokens, default_percdamp
 
     percdamp = args.percdamp
-    if percdamp is None and args.method in METHODS and not hasattr(METHODS[args.method],
-                                                                   "damping_for"):
+    if percdamp is None and args.method in METHODS and not damping_follows_tokens(args.method):
         percdamp = default_percdamp(args.method)     # recorded in the report as used
     # else (APT) each layer's damping follows its inputs and the calibration tokens; the value
     # used is in each module's info (percdamp_used)

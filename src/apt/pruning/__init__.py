@@ -59,16 +59,21 @@ def _check_inputs(weight: torch.Tensor, hessian: torch.Tensor | None, needs_hess
                          "check the calibration inputs")
 
 
+def damping_follows_tokens(method: str) -> bool:
+    """Whether ``method``'s default damping depends on the layer's inputs and calibration
+    tokens (its module has ``damping_for``: APT), so that it is chosen per layer."""
+    return hasattr(METHODS[method], "damping_for")
+
+
 def default_percdamp(method: str, n_inputs: int | None = None,
                      tokens: int | None = None) -> float:
     """The damping ``method`` uses when none is given (0.01 for methods without a Hessian).
 
-    A method whose damping follows the calibration size (``damping_for``, APT's) gets it from
-    ``n_inputs`` and ``tokens`` when both are known, else its fixed ``DEFAULT_PERCDAMP``."""
-    module = METHODS[method]
-    if n_inputs and tokens and hasattr(module, "damping_for"):
-        return module.damping_for(n_inputs, tokens)
-    return getattr(module, "DEFAULT_PERCDAMP", 0.01)
+    A method whose damping follows the calibration size (:func:`damping_follows_tokens`) gets it
+    from ``n_inputs`` and ``tokens`` when both are known, else its fixed ``DEFAULT_PERCDAMP``."""
+    if n_inputs and tokens and damping_follows_tokens(method):
+        return METHODS[method].damping_for(n_inputs, tokens)
+    return getattr(METHODS[method], "DEFAULT_PERCDAMP", 0.01)
 
 
 def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str = "apt",
