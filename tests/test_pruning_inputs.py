@@ -114,3 +114,23 @@ def test_bad_solver_settings(kwargs, match):
     w, h = problem()
     with pytest.raises(ValueError, match=match):
         prune_matrix(w, h, "sparsegpt", sparsity=0.5, **kwargs)
+
+
+# ------------------------------------------------------------------ one spelling of a target
+@pytest.mark.parametrize("spec,label,token", [
+    (0.5, "50%", "u50"), ("0.5", "50%", "u50"), ("50%", "50%", "u50"), ("u50", "50%", "u50"),
+    (0.625, "62.5%", "u62.5"), ("62.5%", "62.5%", "u62.5"), ("u62.5", "62.5%", "u62.5"),
+    ("2:4", "2:4", "2of4"), ("2of4", "2:4", "2of4"), (" 4:8 ", "4:8", "4of8"),
+])
+def test_target_spellings_round_trip(spec, label, token):
+    from apt.pruning import parse_target
+    t = parse_target(spec)
+    assert (t.label, t.token) == (label, token)
+    assert parse_target(t.token) == t and parse_target(t.label) == t
+
+
+@pytest.mark.parametrize("spec", ["50", 1.0, 0, "abc", "4:2", "u", True, "150%"])
+def test_target_refuses_bad_spellings(spec):
+    from apt.pruning import parse_target
+    with pytest.raises(ValueError):
+        parse_target(spec)

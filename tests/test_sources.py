@@ -134,3 +134,46 @@ def test_hub_failure_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fail)
     with pytest.raises(AptError, match="wikitext.*no route.*offline dataset: wiki, c4-sample"):
         sources.load_text("wikitext2", "test")
+
+
+# ------------------------------------------------------------------ where the assets live
+def test_resources_default_is_the_user_cache_whatever_the_working_directory(tmp_path,
+                                                                             monkeypatch):
+    from apt.paths import resources_dir
+    monkeypatch.delenv("APT_RESOURCES", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    seen = set()
+    for cwd in (tmp_path, tmp_path / "elsewhere"):
+        cwd.mkdir(exist_ok=True)
+        monkeypatch.chdir(cwd)
+        seen.add(resources_dir())
+    assert seen == {tmp_path / "xdg" / "apt"}
+    monkeypatch.setenv("APT_RESOURCES", "rel")        # an override is resolved once, absolute
+    assert resources_dir() == (tmp_path / "elsewhere" / "rel")
+
+
+def test_apt_command_finds_offline_text_from_another_directory(tmp_path, tiny_model_dir,
+                                                               tiny_text_file):
+    """The `apt` command, run from a folder with no resources/, reads the text asset from the
+    user cache (as `apt assets` would have built it there)."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "xdg"
+    (cache / "apt" / "text").mkdir(parents=True)
+    docs = [tiny_text_file.read_text().strip()] * 12               # documents: a train split
+    (cache / "apt" / "text" / "wiki.txt").write_text("\n\n".join(docs) + "\n")
+    work = tmp_path / "somewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("APT_RESOURCES", "APT_CACHE")}
+    env["XDG_CACHE_HOME"] = str(cache)
+    out = work / "calib.pt"
+    cmd = [sys.executable, "-m", "apt", "calib", "--model", str(tiny_model_dir("llama")),
+           "--dataset", "wiki", "--nsamples", "2", "--seqlen", "16", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file()
+    env["XDG_CACHE_HOME"] = str(tmp_path / "empty")          # and without it: what to do
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "apt assets --only texts" in proc.stderr

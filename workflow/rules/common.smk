@@ -1,6 +1,7 @@
 # Configuration checks, names and paths shared by every rule. No computation happens here:
 # the rules call the `apt` command, which calls the library.
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def pattern_flags(token):
 _check_config(config)
 
 R = config["results"]
-RES = os.environ.get("APT_RESOURCES", "resources")
+# The pipeline's assets: the repository's resources/ unless APT_RESOURCES names another folder;
+# every command is given it, so that it finds them whatever its working directory.
+RES = os.environ.get("APT_RESOURCES") or "resources"
 MODELS = config["models"]
 METHODS = config["methods"]
 PATTERNS = [pattern_token(p) for p in config["patterns"]]
@@ -81,7 +84,7 @@ ENV = "../envs/apt.yaml"   # relative to the rule files
 def apt_command(sub, model_job=False):
     """The command line that starts `apt <sub>`; model jobs go through the GPU allocator on CUDA."""
     prefix = GPU_RUN if model_job else ""
-    return f"{prefix} {APT} {sub}".strip()
+    return f"APT_RESOURCES={shlex.quote(str(Path(RES).resolve()))} {prefix} {APT} {sub}"
 
 
 # Library versions, passed as params of the model jobs, so that Snakemake reruns a job whose

@@ -7,7 +7,7 @@ import time
 
 from apt.errors import AptError
 
-HELP = "download the pinned offline assets (model, texts, zero-shot tasks) into resources/"
+HELP = "download the pinned offline assets (model, texts, zero-shot tasks) into $APT_RESOURCES (default: the user cache, ~/.cache/apt)"
 
 log = logging.getLogger("apt.assets")
 

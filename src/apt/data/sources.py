@@ -117,7 +117,8 @@ def resolve_model(name: str) -> str:
         folder = offline_model_dir(name)
         if not (folder / "config.json").is_file():
             raise AptError(f"model {name!r} is an offline asset that is not built yet (no "
-                           f"{folder}); run `apt assets --only model` first")
+                           f"{folder}); run `apt assets --only model` first, or set APT_RESOURCES to the "
+                           "folder where the assets were built")
         return str(folder)
     p = Path(name).expanduser()
     if p.is_dir():
@@ -238,7 +239,8 @@ def load_documents(name: str, split: str = "test") -> list[str]:
         path = resources_dir() / OFFLINE_TEXTS[name]
         if not path.is_file():
             raise AptError(f"dataset {name!r} is an offline asset that is not built yet (no "
-                           f"{path}); run `apt assets --only texts` first")
+                           f"{path}); run `apt assets --only texts` first, or set APT_RESOURCES to the "
+                           "folder where the assets were built")
         return split_by_document(_read_text_file(path), split)
     if name in HUB_DATASETS:
         return [str(r) for r in _hub_rows(HUB_DATASETS[name].splits[split])]

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from apt.pruning import apt, magnitude, sparsegpt, wanda
-from apt.pruning.patterns import Pattern, parse_pattern, resolve
+from apt.pruning.patterns import Pattern, Target, parse_pattern, parse_target, resolve
 from apt.pruning.stats import HessianAccumulator
 
 METHODS = {
@@ -28,7 +28,7 @@ METHODS = {
 }
 
 __all__ = ["METHODS", "PruneResult", "prune_matrix", "default_percdamp", "HessianAccumulator", "Pattern",
-           "parse_pattern"]
+           "parse_pattern", "Target", "parse_target"]
 
 
 @dataclass
