@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from apt.errors import AptError
+
+
+def parse_key_values(raw: Any, flag: str = "--option") -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` (each VALUE read as YAML: numbers, booleans, null, lists) or a
+    mapping (from a YAML config) -> ``{KEY: VALUE}``. The one parser of KEY=VALUE arguments,
+    for the commands and the benchmarks."""
+    import yaml
+
+    if raw is None:
+        return {}
+    if isinstance(raw, dict):
+        return dict(raw)
+    if isinstance(raw, str):
+        raw = [raw]
+    out: dict[str, Any] = {}
+    for item in raw:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise AptError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def parse_device(name: str):

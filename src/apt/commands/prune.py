@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from apt.commands.common import parse_device
+from apt.commands.common import parse_device, parse_key_values
 from apt.errors import AptError
 
 HELP = "prune a model layer by layer (magnitude, wanda, sparsegpt, apt; unstructured or N:M)"
@@ -60,25 +60,6 @@ def add_arguments(parser):
     r.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
     r.add_argument("--force", action="store_true", help="replace an existing output folder")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def parse_options(raw: Any) -> dict[str, Any]:
-    """``["k=v", ...]`` (values parsed as YAML) or a mapping (from a YAML config)."""
-    import yaml
-
-    if raw is None:
-        return {}
-    if isinstance(raw, dict):
-        return dict(raw)
-    if isinstance(raw, str):
-        raw = [raw]
-    out: dict[str, Any] = {}
-    for item in raw:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise AptError(f"--option {item!r}: expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def check_solver(method: str, sparsity, pattern: str, blocksize: int, percdamp: float | None,
@@ -162,7 +143,7 @@ def run(args) -> int:
             raise AptError(f"--{flag.replace('_', '-')} must be a positive integer; got {getattr(args, flag)}")
     if args.percdamp is not None and args.percdamp < 0:
         raise AptError(f"--percdamp must be >= 0; got {args.percdamp}")
-    options = parse_options(args.option)
+    options = parse_key_values(args.option)
     from apt.pruning import METHODS, damping_follows_tokens, default_percdamp
 
     percdamp = args.percdamp
