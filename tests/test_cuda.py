@@ -94,7 +94,7 @@ def test_score_methods_give_the_cpu_mask(method, pattern, sparsity):
 
 
 # float64 everywhere: the device must then find the CPU's mask and weights (up to rounding)
-EXACT_OPTIONS = {"sparsegpt": {}, "apt": {"refit_dtype": "float64", "admm_gemm_dtype": "float64"}}
+EXACT_OPTIONS = {"sparsegpt": {}, "apt": {"compute_dtype": "float64", "admm_gemm_dtype": "float64"}}
 
 
 @pytest.mark.parametrize("method", list(EXACT_OPTIONS))

@@ -26,7 +26,8 @@ def add_arguments(parser):
     g = parser.add_argument_group("what to prune")
     g.add_argument("--model", help="model: a known name, a local HF folder or a hub id")
     g.add_argument("--method", help="pruning method (magnitude, wanda, sparsegpt, apt)")
-    g.add_argument("--pattern", default="unstructured", help="'unstructured' or 'N:M' (e.g. 2:4)")
+    g.add_argument("--pattern", default="unstructured",
+                   help="'unstructured' (with --sparsity), 'N:M' (e.g. 2:4) or a percentage (50%%)")
     g.add_argument("--sparsity", type=float, default=None,
                    help="fraction of weights set to zero (unstructured); implied by N:M")
     g.add_argument("--out", help="output folder (HF checkpoint + prune_report.json)")
@@ -81,10 +82,8 @@ def check_solver(method: str, sparsity, pattern: str, blocksize: int, percdamp: 
     w = torch.randn(4, cols, generator=gen)
     x = torch.randn(4 * cols, cols, generator=gen)
     try:
-        prune_matrix(w, 2 * x.t() @ x / x.shape[0], method=method, sparsity=sparsity,
-                     pattern=pattern, blocksize=blocksize, percdamp=percdamp, **options)
-    except NotImplementedError:
-        raise AptError(f"--method {method}: not implemented yet in this version") from None
+        prune_matrix(w, 2 * x.t() @ x / x.shape[0], method=method, sparsity=frac,
+                     pattern=str(pat), blocksize=blocksize, percdamp=percdamp, **options)
     except (TypeError, ValueError) as exc:
         raise AptError(f"--method {method} with options {options}: {exc}") from None
     return pat, frac
@@ -126,33 +125,72 @@ def model_identity(path: str) -> dict[str, Any]:
                                         for f in files}}
 
 
-def run(args) -> int:
-    import torch
-
-    from apt.engine import PruneSettings, WorkDir, prune_model, save_checkpoint
-    from apt.engine.checkpoint import fingerprint, tensor_digest
-    from apt.provenance import code_version
-    from apt.models import adapter_for, load_model
-    from apt.provenance import environment
+def settings_from_args(args):
+    """Every flag checked, the solver tried on a tiny matrix: the engine's PruneSettings."""
+    from apt.engine import PruneSettings
 
     for flag in ("model", "method", "out", "calib"):
         if not getattr(args, flag, None):
             raise AptError(f"--{flag} is required")
     for flag in ("nsamples", "seqlen", "blocksize", "checkpoint_every"):
-        if getattr(args, flag) is not None and int(getattr(args, flag)) < 1:
-            raise AptError(f"--{flag.replace('_', '-')} must be a positive integer; got {getattr(args, flag)}")
+        value = getattr(args, flag)
+        if value is not None and int(value) < 1:
+            raise AptError(f"--{flag.replace('_', '-')} must be a positive integer; got {value}")
     if args.percdamp is not None and args.percdamp < 0:
         raise AptError(f"--percdamp must be >= 0; got {args.percdamp}")
     options = parse_key_values(args.option)
-    from apt.pruning import METHODS, damping_follows_tokens, default_percdamp
-
-    percdamp = args.percdamp
-    if percdamp is None and args.method in METHODS and not damping_follows_tokens(args.method):
-        percdamp = default_percdamp(args.method)     # recorded in the report as used
-    # else (APT) each layer's damping follows its inputs and the calibration tokens; the value
-    # used is in each module's info (percdamp_used)
+    # percdamp None: each method's own default, per layer (the value used is in each module's
+    # info.percdamp_used)
     pat, frac = check_solver(args.method, args.sparsity, args.pattern, args.blocksize,
-                             percdamp, options)
+                             args.percdamp, options)
+    return PruneSettings(method=args.method, sparsity=frac, pattern=str(pat),
+                         blocksize=args.blocksize, percdamp=args.percdamp, seed=args.seed,
+                         true_sequential=bool(args.true_sequential), options=options)
+
+
+def calibration(args, tokenizer, vocab: int, calib_ids=None, calib_settings=None):
+    """The calibration windows (from the ``.pt`` file already read, or sampled here) and what
+    describes them, checked against the sizes asked and the model's vocabulary."""
+    if calib_ids is None:
+        from apt.data.calibration import sample_calibration
+
+        calib_ids = sample_calibration(tokenizer, args.calib, args.nsamples, args.seqlen,
+                                       args.seed)
+        calib_settings = {"dataset": args.calib, "nsamples": args.nsamples,
+                          "seqlen": args.seqlen, "seed": args.seed}
+    if tuple(calib_ids.shape) != (args.nsamples, args.seqlen):
+        raise AptError(f"calibration: got {tuple(calib_ids.shape)} tokens, fewer than the "
+                       f"{args.nsamples} x {args.seqlen} asked")
+    if int(calib_ids.max()) >= vocab or int(calib_ids.min()) < 0:
+        raise AptError(f"calibration token ids reach {int(calib_ids.max())}, outside the model's "
+                       f"vocabulary of {vocab}: was it tokenized for another model?")
+    return calib_ids, dict(calib_settings or {})
+
+
+def check_model(adapter, model, pattern, seqlen: int) -> None:
+    """The model takes windows of ``seqlen`` tokens and every prunable layer fits the pattern."""
+    limit = adapter.max_positions(model.config)
+    if limit is not None and seqlen > limit:
+        raise AptError(f"--seqlen {seqlen} is longer than the model allows ({limit} "
+                       "positions); lower --seqlen")
+    if pattern.structured:
+        for name, module in adapter.prunable(adapter.blocks(model)[0]).items():
+            n_in = adapter.in_features(module)
+            if n_in % pattern.m:
+                raise AptError(f"pattern {pattern}: {name} has {n_in} inputs, not a multiple "
+                               f"of {pattern.m}")
+
+
+def run(args) -> int:
+    import torch
+
+    from apt.engine import WorkDir, prune_model, save_checkpoint
+    from apt.engine.checkpoint import fingerprint, tensor_digest
+    from apt.models import adapter_for, load_model
+    from apt.pruning.patterns import parse_pattern
+    from apt.provenance import code_version, environment
+
+    settings = settings_from_args(args)
     device = parse_device(str(args.device))
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -168,36 +206,14 @@ def run(args) -> int:
     model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype), device="cpu",
                                   require_adapter=True)
     adapter = adapter_for(model)
-    limit = adapter.max_positions(model.config)
-    if limit is not None and args.seqlen > limit:
-        raise AptError(f"--seqlen {args.seqlen} is longer than the model allows ({limit} "
-                       "positions); lower --seqlen")
-    if pat.structured:
-        for name, module in adapter.prunable(adapter.blocks(model)[0]).items():
-            n_in = adapter.in_features(module)
-            if n_in % pat.m:
-                raise AptError(f"pattern {pat}: {name} has {n_in} inputs, not a multiple of "
-                               f"{pat.m}")
-    if calib_ids is None:
-        from apt.data.calibration import sample_calibration
-
-        calib_ids = sample_calibration(tokenizer, args.calib, args.nsamples, args.seqlen,
-                                       args.seed)
-        calib_settings = {"dataset": args.calib, "nsamples": args.nsamples,
-                          "seqlen": args.seqlen, "seed": args.seed}
-    if tuple(calib_ids.shape) != (args.nsamples, args.seqlen):
-        raise AptError(f"calibration: got {tuple(calib_ids.shape)} tokens, fewer than the "
-                       f"{args.nsamples} x {args.seqlen} asked")
-    vocab = model.get_input_embeddings().weight.shape[0]
-    if int(calib_ids.max()) >= vocab or int(calib_ids.min()) < 0:
-        raise AptError(f"calibration token ids reach {int(calib_ids.max())}, outside the model's "
-                       f"vocabulary of {vocab}: was it tokenized for another model?")
-
-    settings = PruneSettings(method=args.method, sparsity=frac, pattern=str(pat),
-                             blocksize=args.blocksize, percdamp=percdamp, seed=args.seed,
-                             true_sequential=bool(args.true_sequential), options=options)
+    pat = parse_pattern(settings.pattern)
+    check_model(adapter, model, pat, args.seqlen)
+    calib_ids, calib_settings = calibration(args, tokenizer,
+                                            model.get_input_embeddings().weight.shape[0],
+                                            calib_ids, calib_settings)
     calib_digest = tensor_digest(calib_ids)
-    fp = fingerprint({"settings": settings.as_dict(), "model": model_identity(str(getattr(model, "name_or_path", args.model))),
+    model_path = str(getattr(model, "name_or_path", args.model))
+    fp = fingerprint({"settings": settings.as_dict(), "model": model_identity(model_path),
                       "dtype": args.dtype, "device": str(device), "calib": calib_digest,
                       # blocks pruned by other code are not resumed
                       "code": code_version("pruning", "engine", "models")})

@@ -1,5 +1,5 @@
 """Mamba (transformers' ``MambaForCausalLM``): the linear projections of each mixer are pruned,
-``conv1d``, ``A_log``, ``D`` and the norms stay dense (shared/method.md). The residual connection
+``conv1d``, ``A_log``, ``D`` and the norms stay dense (docs/method.md). The residual connection
 is inside the block. transformers uses mamba-ssm's CUDA kernels by itself when they import; on
 CPU it runs its own (slow) scan.
 

@@ -59,21 +59,15 @@ def _check_inputs(weight: torch.Tensor, hessian: torch.Tensor | None, needs_hess
                          "check the calibration inputs")
 
 
-def damping_follows_tokens(method: str) -> bool:
-    """Whether ``method``'s default damping depends on the layer's inputs and calibration
-    tokens (its module has ``damping_for``: APT), so that it is chosen per layer."""
-    return hasattr(METHODS[method], "damping_for")
-
-
 def default_percdamp(method: str, n_inputs: int | None = None,
                      tokens: int | None = None) -> float:
-    """The damping ``method`` uses when none is given (0.01 for methods without a Hessian).
-
-    A method whose damping follows the calibration size (:func:`damping_follows_tokens`) gets it
-    from ``n_inputs`` and ``tokens`` when both are known, else its fixed ``DEFAULT_PERCDAMP``."""
-    if n_inputs and tokens and damping_follows_tokens(method):
-        return METHODS[method].damping_for(n_inputs, tokens)
-    return getattr(METHODS[method], "DEFAULT_PERCDAMP", 0.01)
+    """The damping ``method`` uses when none is given: its module's ``default_damping`` of the
+    layer's inputs and calibration tokens (APT's follows the calibration size), else its
+    ``DEFAULT_PERCDAMP`` (0.01 for methods without a Hessian, which ignore it)."""
+    module = METHODS[method]
+    if hasattr(module, "default_damping"):
+        return module.default_damping(n_inputs, tokens)
+    return getattr(module, "DEFAULT_PERCDAMP", 0.01)
 
 
 def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str = "apt",
@@ -85,12 +79,11 @@ def prune_matrix(weight: torch.Tensor, hessian: torch.Tensor | None, method: str
     ``pattern`` is ``"unstructured"`` (``sparsity`` of the weights set to zero) or ``"N:M"``
     (N zeros in every M consecutive inputs of each row; ``sparsity`` may be omitted).
     Computation runs in float32 or float64; the result has the dtype and device of ``weight``.
-    ``percdamp`` (damping, a multiple of ``mean(diag H)``) defaults to the method's own
-    ``DEFAULT_PERCDAMP``: 0.01 for SparseGPT as in its reference code; 0.2 for APT, which by
-    default damps each input by that fraction of its own ``H[j, j]`` (option ``damp_unit``;
-    chosen on held-out calibration data, see :mod:`apt.pruning.apt`). ``tokens``: how many
-    calibration tokens the Hessian came from, if known; with it APT's default damping follows
-    the calibration size (:func:`apt.pruning.apt.damping_for`).
+    ``percdamp`` (the damping) defaults to :func:`default_percdamp`: 0.01 x mean(diag H) for
+    SparseGPT as in its reference code; for APT ``3 n / T`` within [0.05, 0.2] x each input's
+    own ``H[j, j]``, with ``tokens`` the number of calibration tokens behind the Hessian (0.2
+    where it is not given; :func:`apt.pruning.apt.damping_for`). ``options``: the method's own
+    (APT: :class:`apt.pruning.apt_options.AptOptions`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")

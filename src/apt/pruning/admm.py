@@ -1,37 +1,23 @@
 """Mask search by ADMM with a gradual sparsity ramp: APT's default way of choosing the mask.
 
 The layer problem with the mask free is ``min 1/2 (w - w0) H (w - w0)^T`` per row over ``w`` with
-the pattern's zeros; its optimum for a *given* mask is the MRP optimum (``shared/method.md``), so
-the only hard part is the mask. The block-wise search (:mod:`apt.pruning.apt`) fixes each
-column's fate once, from the weights as they stand when its block is reached. ADMM instead
-keeps a dense iterate ``x`` and a sparse one ``z`` and moves both until they agree, re-choosing
-the whole mask at every step from weights that already carry the joint update of everything
-pruned so far, so a weight pruned early can come back. Splitting, in the coordinates
-``x D`` with ``D = diag(H^-1)^(-1/2)`` (so that ``|x D|^2 = x^2 / [H^-1]_jj`` is the OBS
-saliency, the loss of removing that weight alone with every other weight free), where ``H``
-becomes ``Hn = D^-1 H D^-1``::
+the pattern's zeros; its optimum for a *given* mask is the MRP optimum (``docs/method.md``), so
+the hard part is the mask. ADMM keeps a dense iterate ``x`` and a sparse one ``z`` and moves
+both until they agree, re-choosing the whole mask at every step from weights that already carry
+the joint update of everything pruned so far, so a weight pruned early can come back. In the
+coordinates ``x D`` with ``D = diag(H^-1)^(-1/2)`` (so that ``|x D|^2 = x^2 / [H^-1]_jj`` is the
+OBS saliency), where ``H`` becomes ``Hn = D^-1 H D^-1``::
 
     z  = project(x + u)                       # keep the largest |x + u|: the pattern's mask
     u += x - z
     x  = (w0 Hn + rho (z - u)) (Hn + rho I)^-1  =  w0 + rho (z - u - w0) (Hn + rho I)^-1
 
 one GEMM (rows x n x n) per step with an inverse computed once. Every step but the last only
-steers the mask, so its GEMM may run in bfloat16 (``gemm_dtype``; APT's default where bfloat16
-is native, option ``admm_gemm_dtype``): on this project's CPU (AVX512-BF16) it takes half the
-time of float32, and over the 35 SmolLM2 layers of :mod:`apt.pruning.apt` it leaves the layer
-error unchanged to three digits, in-sample and held-out, at every pattern
-(``results/benchmarks/apt_heldout_gemm.json``). The last step, which sets the weights returned,
-runs in the compute dtype. The pruned fraction rises to
-the target along a cubic ramp over the first ``ramp`` steps (the gradual schedule of Boža,
-"Fast and Effective Weight Update for Pruned Large Language Models", 2024, arXiv 2401.02938,
-which this follows in the projection on ``|x + u|``; rho = 1.5 in normalized units, chosen by
-a sweep, see :mod:`apt.pruning.apt`: below about 1.25 the 10 steps do not settle and the error
-rises steeply). Boza scales by
-``sqrt(diag H)`` instead, which makes ``|x D|`` Wanda's score: blind to how well an input is
-predicted by the others. On the synthetic 1024 x 1024 problem of ``benchmarks/solvers.py``
-(inputs sharing a rank-64 component) that scaling leaves 0.79 of SparseGPT's error at 50 % and
-0.90 at 2:4, the OBS scaling 0.53 and 0.64; on 28 SmolLM2 layers it is also better (held-out
-0.858 vs 0.863 at 50 %, 0.882 vs 0.891 at 2:4), from a scratch run (script not kept).
+steers the mask, so its GEMM may run in bfloat16 (``gemm_dtype``); the last, which sets the
+weights returned, runs in the compute dtype. The pruned fraction rises to the target along a
+cubic ramp over the first ``ramp`` steps (the gradual schedule of Boza, "Fast and Effective
+Weight Update for Pruned Large Language Models", 2024, arXiv 2401.02938). Why these settings
+(rho, steps, scaling, bfloat16): ``docs/decisions.md``.
 
 Unstructured: the mask counts ``prune_count(s, m n)`` weights of the whole matrix at the end.
 N:M: the candidates are the N smallest of each group; during the ramp only the smallest
@@ -43,6 +29,7 @@ from __future__ import annotations
 
 import torch
 
+from apt.pruning.hessian import factor_with_retries
 from apt.pruning.masks import lowest_in_groups, lowest_k, prune_count
 from apt.pruning.patterns import Pattern
 
@@ -142,13 +129,8 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
 def _inverse(H: torch.Tensor, retries: int = 4) -> torch.Tensor:
     """``H^-1`` of a symmetric positive (semi-)definite ``H`` by Cholesky; where the factorization
     fails (an undamped, singular ``H``) retried with a damping of 1e-6, 1e-5, ... x mean(diag H)."""
-    eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
-    scale = torch.diagonal(H).mean()
-    damp = 0.0
-    for _ in range(retries + 1):
-        L, info = torch.linalg.cholesky_ex(H + damp * scale * eye if damp else H)
-        if int(info) == 0:
-            return torch.cholesky_inverse(L)
-        damp = damp * 10 if damp else 1e-6
-    raise ValueError("the Hessian is not positive definite even with damping "
-                     f"{damp / 10:g} x mean(diag H); check the calibration inputs")
+    def inverse(Hd):
+        L, info = torch.linalg.cholesky_ex(Hd)
+        return torch.cholesky_inverse(L) if int(info) == 0 else None
+
+    return factor_with_retries(H, torch.diagonal(H).mean(), 0.0, inverse, "mean", retries)[0]

@@ -1,11 +1,11 @@
 """Hessian preparation shared by the second-order solvers (SparseGPT, APT).
 
-``prepare`` applies the conventions of ``shared/method.md``: dead inputs (``diag(H) == 0``) get
+``prepare`` applies the conventions of ``docs/method.md``: dead inputs (``diag(H) == 0``) get
 ``H[j, j] = 1`` and their weights are pruned outright; damping ``percdamp * unit * I`` is added,
 where the unit is ``mean(diag H)`` (the method's convention, SparseGPT's reference), with
 ``unit="median"`` the median of the live inputs' ``diag H`` (APT's block-wise search), or with
 ``unit="diag"`` each input's own ``H[j, j]`` (a relative damping ``H + lambda diag(H)``, APT's
-ADMM search; see :mod:`apt.pruning.apt`); the upper Cholesky factor ``R`` of ``H^-1`` (``Hinv = R^T R``) is
+ADMM search; see ``docs/decisions.md``); the upper Cholesky factor ``R`` of ``H^-1`` (``Hinv = R^T R``) is
 computed, and a failed factorization is retried with 10x the damping, a few times, each retry
 recorded. It never falls back to an identity matrix.
 """
@@ -93,19 +93,31 @@ def damped(hessian: torch.Tensor, percdamp: float, unit: str = "mean",
     return H, dead
 
 
-def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,
-            dtype: torch.dtype | None = None, unit: str = "mean") -> PreparedHessian:
-    H, dead = _dead_set_to_one(hessian, dtype)
-    scale = damping_unit(torch.diagonal(H), dead, unit)
+def factor_with_retries(H: torch.Tensor, scale, percdamp: float, factor, unit: str = "mean",
+                        max_retries: int = 4):
+    """``factor(H + d * scale)`` for the damping ``d = percdamp``, then 10x that (1e-6 after
+    0) while ``factor`` returns None (not positive definite), at most ``max_retries`` times.
+    Returns ``(result, damped H, d used, the values that failed)``; the one retry loop of the
+    second-order solvers. Never falls back to an identity matrix."""
     damp = percdamp
     retries: list[float] = []
     for _ in range(max_retries + 1):
         Hd = H.clone()
         torch.diagonal(Hd).add_(damp * scale)
-        R = upper_chol_of_inverse(Hd)
-        if R is not None:
-            return PreparedHessian(Hd, R, dead, damp, retries, unit)
+        out = factor(Hd)
+        if out is not None:
+            return out, Hd, damp, retries
         retries.append(damp)
         damp = damp * 10 if damp > 0 else 1e-6
     raise ValueError(f"the Hessian is not positive definite even with damping {retries[-1]:g} x "
                      f"the {unit} of diag H; check the calibration inputs (NaN, too few tokens)")
+
+
+def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,
+            dtype: torch.dtype | None = None, unit: str = "mean") -> PreparedHessian:
+    """Dead inputs set to 1, the damping added, ``R`` factorized (see the module docstring)."""
+    H, dead = _dead_set_to_one(hessian, dtype)
+    scale = damping_unit(torch.diagonal(H), dead, unit)
+    R, Hd, damp, retries = factor_with_retries(H, scale, percdamp, upper_chol_of_inverse, unit,
+                                               max_retries)
+    return PreparedHessian(Hd, R, dead, damp, retries, unit)

@@ -1,4 +1,4 @@
-"""The multiple-removal (MRP) algebra of ``shared/method.md``, batched over rows.
+"""The multiple-removal (MRP) algebra (``docs/method.md``), batched over rows.
 
 For one row ``w`` and a set ``Q`` of weights removed together while the columns of a trailing set
 ``U`` stay free, with ``G = (H[U, U])^-1``:
@@ -15,7 +15,6 @@ so that the (rows x b x b) stack stays within a memory budget.
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 
@@ -141,7 +140,3 @@ def refit_cg(w0: torch.Tensor, H: torch.Tensor, pruned: torch.Tensor, x: torch.T
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-row dot products as a (rows x 1) column."""
     return torch.linalg.vecdot(a, b, dim=1).unsqueeze(1)
-
-
-def comb(m: int, n: int) -> int:
-    return math.comb(m, n)

@@ -61,18 +61,19 @@ def check_sparsity(sparsity: float) -> float:
 def resolve(sparsity: float | None, pattern: str) -> tuple[Pattern, float]:
     """The pattern and the fraction of zeros it implies (N/M for N:M, ``sparsity`` otherwise).
 
-    For N:M the sparsity is implied; if given it must agree with N/M.
+    ``pattern`` is ``"unstructured"`` (with ``sparsity``), ``"N:M"`` (the sparsity is implied;
+    if given it must agree with N/M) or any spelling of :func:`parse_target` (``"50%"``).
     """
-    pat = parse_pattern(pattern)
-    if pat.structured:
-        implied = pat.n / pat.m
-        if sparsity is not None and abs(check_sparsity(sparsity) - implied) > 1e-9:
-            raise ValueError(f"pattern {pat} implies sparsity {implied:g}; got sparsity "
-                             f"{sparsity!r} (omit it or pass {implied:g})")
-        return pat, implied
-    if sparsity is None:
-        raise ValueError("unstructured pruning needs a sparsity in (0, 1)")
-    return pat, check_sparsity(sparsity)
+    if isinstance(pattern, str) and pattern.strip().lower() == "unstructured":
+        if sparsity is None:
+            raise ValueError("unstructured pruning needs a sparsity in (0, 1)")
+        return Pattern(), check_sparsity(sparsity)
+    target = parse_target(pattern)
+    if sparsity is not None and abs(check_sparsity(sparsity) - target.sparsity) > 1e-9:
+        what = f"pattern {target.pattern}" if target.pattern.structured else f"{pattern!r}"
+        raise ValueError(f"{what} implies sparsity {target.sparsity:g}; got sparsity "
+                         f"{sparsity!r} (omit it or pass {target.sparsity:g})")
+    return target.pattern, target.sparsity
 
 
 _TOKEN_U = re.compile(r"^u(\d+(?:\.\d+)?)$")

@@ -21,8 +21,6 @@ from typing import Any, Iterable
 
 from apt.errors import AptError
 
-PRUNE_REPORT_NAMES = ("prune.json", "prune_report.json")
-
 
 @dataclass(frozen=True)
 class Variant:
