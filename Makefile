@@ -1,4 +1,5 @@
-# Two entry points (see README): `make run` and `make test`. Both create .venv once and reuse it.
+# Entry points (see README): `make run`, `make test`, `make test-fast`, `make publish`.
+# Each creates .venv once and reuses it.
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU machines of this project carry torch 2.13.0 on local disk; elsewhere pip takes the
@@ -10,7 +11,7 @@ CORES ?= all
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.apt-installed
 
-.PHONY: setup run test assets clean-venv
+.PHONY: setup run test test-fast publish assets clean-venv
 
 setup: $(STAMP)
 
@@ -23,12 +24,30 @@ $(STAMP): pyproject.toml
 
 run: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
+	@echo
+	@echo "Tables: results/tables/ (ppl, zeroshot as .md, .csv, .tex); plots: results/plots/;"
+	@echo "every figure with its settings: results/metrics.json. Perplexity (results/tables/ppl.md):"
+	@echo
+	@cat results/tables/ppl.md
+
+# Copy this run's tables, plots and metrics.json to docs/results/, the figures published with
+# the project (commit them with the command and date in docs/results/README.md).
+publish:
+	test -f results/tables/ppl.md || (echo "no results/tables/ppl.md: run 'make run' first" && false)
+	rm -rf docs/results/tables docs/results/plots
+	mkdir -p docs/results
+	cp -r results/tables results/plots results/metrics.json docs/results/
+	rm -f docs/results/plots/.snakemake_timestamp
 
 assets: setup
 	$(BIN)/apt assets
 
 test: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q --durations=5
+
+# The inner loop: everything but the tests marked slow (real assets, whole pipeline runs).
+test-fast: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,6 +13,7 @@ from workflow_util import (BIN, ROOT, env, job_counts, planned_outputs, snakemak
                            write_config)
 
 DVC = str(BIN / "dvc")
+pytestmark = pytest.mark.slow
 
 
 def _tiny_config(model_dir, text_file):
@@ -121,3 +122,25 @@ def test_a_failing_job_leaves_no_finished_looking_output(project):
     dry = snakemake(p, "-n", "--cores", "2", configfile=cf)
     counts = job_counts(dry.stdout + dry.stderr)
     assert counts["prune"] == 2 and counts.get("calib", 0) == 0
+
+
+def test_dvc_push_then_pull_on_another_clone_gives_the_tables_without_a_rerun(project,
+                                                                              tmp_path):
+    """A lab's shared-filesystem remote: push after the run; a second copy of the project
+    pulls, and `dvc repro` there does no work and the tables are the same bytes."""
+    p, _ = project
+    store = tmp_path / "dvc-store"
+    assert _dvc(p, "remote", "add", "-d", "lab", str(store)).returncode == 0
+    pushed = _dvc(p, "push")
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    other = tmp_path / "other-clone"
+    shutil.copytree(p, other, ignore=shutil.ignore_patterns("results", ".snakemake", "cache",
+                                                            "tmp", "*.yaml.lock"))
+    assert not (other / "results").exists()
+    pulled = _dvc(other, "pull")
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    for name in ("ppl.md", "ppl.csv", "ppl.tex"):
+        assert (other / "results" / "tables" / name).read_bytes() == \
+            (p / "results" / "tables" / name).read_bytes()
+    again = _dvc(other, "repro")
+    assert again.returncode == 0 and "didn't change, skipping" in again.stdout, again.stdout
