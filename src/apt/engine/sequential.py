@@ -1,4 +1,4 @@
-"""Sequential (block-by-block) pruning of a whole model, as in docs/method.md ("Evaluation protocol").
+"""Sequential (block-by-block) pruning of a whole model, as in docs/protocol.md.
 
 The inputs of block 0 are captured once (:mod:`apt.engine.capture`). Then, for each block: move
 it to the device; run every calibration sample through it with hooks that accumulate the

@@ -1,7 +1,7 @@
 """The paper's block-wise MRP search (APT option ``search="blockwise"``), in SparseGPT's frame.
 
 Columns are visited left to right in blocks of ``blocksize``, earlier columns frozen; ``R`` is
-the upper Cholesky factor of ``H^-1`` (``docs/method.md``, "The block-wise search").
+the upper Cholesky factor of ``H^-1`` (``docs/method.md``, "The mask searches").
 
 * Unstructured: each block prunes its share of the matrix's count (cumulative over the block
   ends, so the total is exact), the lowest ``w^2 / [H^-1]_jj`` (the loss of removing a weight
