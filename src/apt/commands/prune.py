@@ -47,7 +47,9 @@ def add_arguments(parser):
                         "H[j, j] for a layer of n inputs and T calibration tokens, within "
                         "[0.05, 0.2]; --option damp_unit=mean or median for a uniform damping)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option passed to the solver (repeatable; value parsed as YAML)")
+                   help="method option passed to the solver (repeatable; value parsed as YAML); "
+                        "APT's are the fields of apt.pruning.apt_options.AptOptions (search, "
+                        "admm_iters, admm_rho, refit, ...), each described there")
     s.add_argument("--true-sequential", action="store_true",
                    help="prune the groups of a block one after another (q/k/v, o, mlp in, mlp out)")
     r = parser.add_argument_group("run")

@@ -113,7 +113,7 @@ def factor_with_retries(H: torch.Tensor, scale, percdamp: float, factor, unit: s
                      f"the {unit} of diag H; check the calibration inputs (NaN, too few tokens)")
 
 
-def prepare(hessian: torch.Tensor, percdamp: float = 0.01, max_retries: int = 4,
+def prepare(hessian: torch.Tensor, percdamp: float, max_retries: int = 4,
             dtype: torch.dtype | None = None, unit: str = "mean") -> PreparedHessian:
     """Dead inputs set to 1, the damping added, ``R`` factorized (see the module docstring)."""
     H, dead = _dead_set_to_one(hessian, dtype)

@@ -38,11 +38,12 @@ NEEDS_HESSIAN = True
 
 
 def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsity: float,
-          blocksize: int = 128, percdamp: float = 0.01, dtype: torch.dtype | None = None,
+          blocksize: int = 128, percdamp: float | None = None, dtype: torch.dtype | None = None,
           **_: object):
     """Return ``(pruned weight in the compute dtype, mask, info)``; see the module docstring."""
     device = weight.device
     m, n = weight.shape
+    percdamp = DEFAULT_PERCDAMP if percdamp is None else percdamp
     dtype = dtype or compute_dtype(n, device)
     prep = prepare(hessian.to(device), percdamp, dtype=dtype)
     R = prep.hinv_chol
