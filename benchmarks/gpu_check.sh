@@ -23,8 +23,10 @@ mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 DEVICE=cuda SHAPES=4096x4096,11008x4096,4096x11008 NS7B=128 SEQ7B=2048 SMOL=() REPS=3
+NSSMOL=32 SEQSMOL=512
 if [ -n "${DRY:-}" ]; then
     DEVICE=cpu SHAPES=512x256,256x512 SMOL=(--layers 2) REPS=1     # and no LLaMA-7B shapes
+    NSSMOL=4 SEQSMOL=128
     HELDOUT_SHAPES=256x512
     export APT_TEST_DEVICE=cpu
 fi
@@ -53,7 +55,7 @@ section_engine() {
         --layers 2 --nsamples $NS7B --seqlen $SEQ7B --methods sparsegpt,apt --patterns 0.5,2:4 \
         --device $DEVICE --dtype bfloat16 --out "$OUT/engine_random_llama7b_cuda.json"
     run 90 engine_smollm2 $PY -m benchmarks.engine_random --shape smollm2 "${SMOL[@]}" \
-        --nsamples 32 --seqlen 512 --methods sparsegpt,apt --patterns 0.5,2:4 --device $DEVICE \
+        --nsamples $NSSMOL --seqlen $SEQSMOL --methods sparsegpt,apt --patterns 0.5,2:4 --device $DEVICE \
         --out "$OUT/engine_random_smollm2_cuda.json"
 }
 section_profile() {
