@@ -9,6 +9,7 @@ import math
 import os
 import re
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -184,8 +185,6 @@ def load_hessians(path: str | os.PathLike, layers: str | None = None
 # ---------------------------------------------------------------------------------- records
 def command(module: str, argv: list[str] | None) -> str:
     """The command line that reproduces this run, as ``python -m benchmarks.NAME ARGS``."""
-    import sys
-
     args = list(sys.argv[1:] if argv is None else argv)
     return shlex.join([PYTHON, "-m", module, *args])
 
