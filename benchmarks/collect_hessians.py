@@ -30,26 +30,26 @@ from pathlib import Path
 
 import torch
 
+from apt.commands.prune import load_calib_file
+from apt.data.calibration import sample_calibration_with_info
 from apt.engine.capture import capture_block_inputs
 from apt.engine.hooks import accumulate_inputs, stats_forward
+from apt.errors import AptError
 from apt.io import write_bytes_atomic
 from apt.models import Adapter, adapter_for, load_model
 from benchmarks.common import hessians_path
 
 
-def calibration(tokenizer, calib: str, nsamples: int, seqlen: int,
+def calibration(tokenizer, calib: str, nsamples: int | None, seqlen: int | None,
                 seed: int) -> tuple[torch.Tensor, dict]:
     """The windows (nsamples x seqlen token ids) and how they were drawn, as ``apt prune``'s
-    ``--calib``: a file of ``apt calib`` (``*.pt``) or a dataset name sampled here."""
+    ``--calib``: a file of ``apt calib`` (``*.pt``; unset sizes are the file's) or a dataset
+    name sampled here (unset sizes: 16 x 512)."""
     if calib.endswith(".pt"):
-        from apt.commands.prune import load_calib_file
-
         ids, settings = load_calib_file(Path(calib), nsamples, seqlen)
         return ids, {"file": calib, **{k: v for k, v in settings.items()
                                        if k in ("dataset", "split", "rule", "seed")}}
-    from apt.data.calibration import sample_calibration_with_info
-
-    return sample_calibration_with_info(tokenizer, calib, nsamples, seqlen, seed)
+    return sample_calibration_with_info(tokenizer, calib, nsamples or 16, seqlen or 512, seed)
 
 
 @torch.no_grad()
@@ -91,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", default="c4-sample",
                     help="dataset to sample (its train split) or a file of `apt calib`")
     ap.add_argument("--blocks", default="0,7,15,23,29")
-    ap.add_argument("--nsamples", type=int, default=16)
-    ap.add_argument("--seqlen", type=int, default=512)
+    ap.add_argument("--nsamples", type=int, default=None,
+                    help="calibration windows (default 16, or all of a --calib file)")
+    ap.add_argument("--seqlen", type=int, default=None,
+                    help="tokens per window (default 512, or the --calib file's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(hessians_path()))
@@ -108,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--blocks {args.blocks!r}: expected block indices, e.g. 0,7,15") from None
     if not blocks or blocks[0] < 0 or blocks[-1] >= count:
         raise SystemExit(f"--blocks {args.blocks}: the model has {count} blocks (0-{count - 1})")
-    samples, info = calibration(tok, args.calib, args.nsamples, args.seqlen, args.seed)
+    try:
+        samples, info = calibration(tok, args.calib, args.nsamples, args.seqlen, args.seed)
+    except AptError as exc:
+        raise SystemExit(str(exc)) from None
     layers, ntokens = collect(model, adapter, samples, blocks, args.device)
 
     out: dict[str, object] = dict(layers)

@@ -226,3 +226,10 @@ def test_collect_hessians_equals_hooks_on_the_full_forward(tmp_path, tiny_model_
         expected = 2.0 / (3 * 16) * sums[name]
         torch.testing.assert_close(hessian, expected, rtol=1e-5,
                                    atol=1e-6 * float(expected.abs().max()))
+
+    # the same windows from a file of `apt calib` give the same file
+    torch.save({"input_ids": ids, "settings": {}}, tmp_path / "calib.pt")
+    assert collect_hessians.main(["--model", str(folder), "--calib", str(tmp_path / "calib.pt"),
+                                  "--blocks", "1", "--out", str(tmp_path / "h2.pt")]) == 0
+    again, _ = common.load_hessians(tmp_path / "h2.pt")
+    assert all(torch.equal(again[k][1], data[k][1]) for k in data)
