@@ -1,5 +1,5 @@
 """Capture real layer Hessians of SmolLM2-135M for the solver benchmarks (:mod:`benchmarks.solvers`,
-:mod:`benchmarks.apt_variants`, :mod:`benchmarks.apt_damping_unit`).
+:mod:`benchmarks.apt_variants`).
 
 The calibration windows are drawn as ``apt prune --calib`` draws them
 (:func:`apt.data.calibration.sample_calibration_with_info`: a dataset name, by default the train

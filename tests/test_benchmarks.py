@@ -116,29 +116,25 @@ def test_solvers_benchmark_writes_the_library_errors(tmp_path):
     assert "packages" in rep["environment"]
 
 
-def test_apt_variants_and_damping_unit_on_tiny_layers(tmp_path):
-    from benchmarks import apt_damping_unit, apt_variants
+def test_apt_variants_on_tiny_layers(tmp_path):
+    from benchmarks import apt_variants
 
     layers = tiny_hessians(tmp_path / "h.pt")
     out = tmp_path / "variants.json"
     assert apt_variants.main(["--hessians", str(tmp_path / "h.pt"), "--layers", "layers",
-                              "--patterns", "0.5", "--variants", "d05={percdamp: 0.05}",
+                              "--heldout", str(tmp_path / "h.pt"), "--patterns", "0.5,2:4",
+                              "--variants", "d05={percdamp: 0.05}",
+                              "median={damp_unit: median, percdamp: 0.2}",
                               "--threads", "1", "--out", str(out)]) == 0
-    summary = json.loads(out.read_text())["results"]["50%"]["summary"]
-    target = parse_target("50%")
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"50%", "2:4"}
+    summary = results["50%"]["summary"]
     assert summary["d05"]["total_rel"] == pytest.approx(
-        totals(layers, "apt", target, tokens=64, percdamp=0.05), rel=1e-12)
+        totals(layers, "apt", parse_target("50%"), tokens=64, percdamp=0.05), rel=1e-12)
     assert summary["sparsegpt"]["ratio_vs_sparsegpt"] == 1.0
-
-    out = tmp_path / "unit.json"
-    assert apt_damping_unit.main(["--hessians", str(tmp_path / "h.pt"), "--heldout",
-                                  str(tmp_path / "h.pt"), "--patterns", "2:4", "--medians", "0.2",
-                                  "--threads", "1", "--out", str(out)]) == 0
-    res = json.loads(out.read_text())["results"]["2:4"]
-    assert set(res) == {"sparsegpt", "mean_0.02", "median_0.2"}
-    for v in res.values():   # held-out Hessians equal to the calibration ones: same ratio
-        assert v["heldout_ratio"] == pytest.approx(v["in_sample_ratio"], rel=1e-12)
-        assert v["layers"] == 2
+    for s in results["2:4"]["summary"].values():   # held-out Hessians equal to the calibration
+        assert s["heldout_ratio_vs_sparsegpt"] == pytest.approx(s["ratio_vs_sparsegpt"], rel=1e-12)
+        assert s["heldout_won"] == s["won"] and s["layers"] == 2
 
 
 def test_hessian_subset_shares_equal_hessians(tmp_path):
