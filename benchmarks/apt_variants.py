@@ -1,14 +1,15 @@
-"""Exploratory: APT variants against our SparseGPT on real SmolLM2 layer Hessians.
+"""APT variants against our SparseGPT on real SmolLM2 layer Hessians.
 
-    .venv/bin/python benchmarks/apt_variants.py [--layers REGEX] [--patterns 50%,2:4]
-        [--variants NAME=JSON ...] [--heldout FILE] [--threads 2]
+    .venv/bin/python -m benchmarks.apt_variants [--layers REGEX] [--patterns 50%,2:4]
+        [--variants NAME={...} ...] [--heldout FILE] [--threads 2]
         [--out results/benchmarks/apt_variants.json]
 
 For every layer and pattern: relative layer error tr(dW H dW^T)/tr(W H W^T) (undamped H) and
-wall time per matrix, for sparsegpt and each APT variant (options of apt.prune as JSON).
+wall time per matrix, for sparsegpt and each APT variant (``NAME={...}``: options of APT's
+``prune``, JSON or YAML flow style).
 Totals are sums of numerators over sums of denominators; "won" counts layers where the
 variant's error is below SparseGPT's. A variant's JSON may set ``percdamp`` (else the method's
-default). With ``--heldout`` (Hessians of other windows, from ``collect_hessians.py --seed``),
+default). With ``--heldout`` (Hessians of other windows, from ``collect_hessians --seed``),
 the same pruned weights are also scored on those: the out-of-sample layer error, which is what
 perplexity sees; the in-sample one rewards fitting the few calibration tokens.
 """
@@ -16,63 +17,49 @@ perplexity sees; the in-sample one rewards fitting the few calibration tokens.
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-from apt.io import write_json_atomic
-from apt.provenance import environment
 from apt.pruning import prune_matrix
 from apt.pruning.metrics import layer_error_parts
+from benchmarks.common import (command, hessians_path, load_hessians, targets, variants,
+                               write_report)
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VARIANTS = {
-    "apt_score_norefit": {"mask_rule": "score", "refit": False},
-    "apt_score_cg": {"mask_rule": "score", "refit": "cg"},
-}
+DEFAULT_VARIANTS = ["default={}", "no_refit={refit: false}",
+                    "blockwise={search: blockwise, percdamp: 0.1}"]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--hessians", default=str(ROOT / "resources/bench/hessians_smollm2.pt"))
+    ap.add_argument("--hessians", default=str(hessians_path()))
     ap.add_argument("--layers", default=r"layers\.(7|23)\.")
     ap.add_argument("--patterns", default="50%,60%,70%,2:4,4:8")
-    ap.add_argument("--variants", nargs="*", default=None, help="NAME=JSON options of apt")
+    ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS,
+                    help="NAME={...}: options of APT's prune")
     ap.add_argument("--heldout", default=None,
-                    help="Hessians of other calibration windows (collect_hessians.py --seed S): "
+                    help="Hessians of other calibration windows (collect_hessians --seed S): "
                          "also report the layer error on them (out-of-sample)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "results/benchmarks/apt_variants.json"))
+    ap.add_argument("--out", default="results/benchmarks/apt_variants.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    variants = dict(DEFAULT_VARIANTS)
-    if args.variants:
-        variants = {}
-        for item in args.variants:
-            name, _, js = item.partition("=")
-            variants[name] = json.loads(js)
-    data = torch.load(args.hessians)
-    heldout = torch.load(args.heldout) if args.heldout else None
-    layers = [k for k in data if k != "__meta__" and re.search(args.layers, k)]
+    options = variants(args.variants)
+    data, meta = load_hessians(args.hessians, args.layers)
+    heldout, heldout_meta = load_hessians(args.heldout) if args.heldout else (None, None)
+    layers = list(data)
     # the calibration tokens behind the Hessians, as the engine passes them (APT's damping
     # follows them); a variant with "tokens": null gets the fixed default
-    tokens = (data.get("__meta__") or {}).get("ntokens")
+    tokens = meta.get("ntokens")
     results = {}
-    for pspec in args.patterns.split(","):
-        if ":" in pspec:
-            pattern, sparsity = pspec, None
-        else:
-            pattern, sparsity = "unstructured", float(pspec.rstrip("%")) / 100
+    for target in targets(args.patterns):
+        pspec, pattern, sparsity = target.label, target.pattern_arg, target.sparsity
         rows = {}
         for name in layers:
             W, H = data[name]
             row = {}
             r = None
-            for meth, opts in [("sparsegpt", {})] + [(v, o) for v, o in variants.items()]:
+            for meth, opts in [("sparsegpt", {})] + [(v, o) for v, o in options.items()]:
                 method = "sparsegpt" if meth == "sparsegpt" else "apt"
                 t = time.perf_counter()
                 r = prune_matrix(W, H, method=method, sparsity=sparsity, pattern=pattern,
@@ -89,7 +76,7 @@ def main(argv=None) -> int:
             print(pspec, name, " ".join(f"{k}={v['rel']:.4f}/{v['time_s']:.2f}s"
                                         for k, v in row.items()), flush=True)
         summ = {}
-        for meth in ["sparsegpt", *variants]:
+        for meth in ["sparsegpt", *options]:
             num = sum(rows[l][meth]["num"] for l in layers)
             den = sum(rows[l][meth]["den"] for l in layers)
             won = sum(rows[l][meth]["num"] < rows[l]["sparsegpt"]["num"] for l in layers)
@@ -114,13 +101,10 @@ def main(argv=None) -> int:
                   f" won {s['won']}/{s['layers']}{held} time {s['time_s']:.2f}s"
                   f" x{s['time_ratio_vs_sparsegpt']:.2f}", flush=True)
         results[pspec] = {"summary": summ, "layers": rows}
-    out = {"command": " ".join([".venv/bin/python", "benchmarks/apt_variants.py", *sys.argv[1:]]),
-           "variants": variants, "threads": args.threads, "hessians": args.hessians,
-           "meta": data.get("__meta__"), "heldout": args.heldout,
-           "heldout_meta": heldout.get("__meta__") if heldout else None, "results": results,
-           "environment": environment()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(Path(args.out), out)
+    write_report(args.out, {
+        "command": command("benchmarks.apt_variants", argv), "variants": options,
+        "threads": args.threads, "hessians": args.hessians, "meta": meta or None,
+        "heldout": args.heldout, "heldout_meta": heldout_meta or None, "results": results})
     return 0
 
 

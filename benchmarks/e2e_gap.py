@@ -1,6 +1,9 @@
 """End to end: how much of the perplexity gap between SparseGPT and the dense model APT closes.
 
-    .venv/bin/python benchmarks/e2e_gap.py [--patterns 0.5,2:4,4:8,0.7] [--seeds 0,1,2]
+Superseded by the pipeline config ``config/compare.yaml`` (the same comparison over calibration
+draws, run by ``snakemake --configfile``); kept until that config has reproduced its figures.
+
+    .venv/bin/python -m benchmarks.e2e_gap [--patterns 0.5,2:4,4:8,0.7] [--seeds 0,1,2]
         [--nsamples 16] [--seqlen 512] [--datasets wiki,c4-sample] [--windows 32]
         [--parallel 2] [--threads 1] [--apt-option KEY=VALUE ...] [--apt-percdamp P]
         [--work resources/bench/e2e]
@@ -29,16 +32,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from apt.io import write_json_atomic
-from apt.provenance import environment
-from prune_smollm2 import pattern_flags   # the sibling benchmark (this folder is on sys.path)
+from apt.pruning import parse_target
+from benchmarks.common import command, key_values, name_list, write_report
+from benchmarks.prune_smollm2 import pattern_flags
 
-ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("sparsegpt", "apt")
-
-
-def token(p: str) -> str:
-    return p.replace(":", "of") if ":" in p else f"u{round(float(p) * 100):d}"
 
 
 class Runner:
@@ -79,7 +77,8 @@ class Runner:
         return out
 
     def one(self, seed: int, pattern: str, method: str) -> dict:
-        name = f"s{seed}-{method}-{token(pattern)}"
+        target = parse_target(pattern)
+        name = f"s{seed}-{method}-{target.token}"
         result = self.work / "runs" / f"{name}.json"
         if result.exists():
             return json.loads(result.read_text())
@@ -90,7 +89,7 @@ class Runner:
         if method == "apt" and self.args.apt_percdamp is not None:
             extra += ["--percdamp", str(self.args.apt_percdamp)]
         self.run([self.apt, "prune", "--model", self.args.model, "--method", method,
-                  *pattern_flags(pattern), "--calib", str(calib), "--out", str(ckpt), "--force",
+                  *pattern_flags(target), "--calib", str(calib), "--out", str(ckpt), "--force",
                   "--no-progress", *extra], self.work / "logs" / f"{name}.log")
         report = json.loads((ckpt / "prune_report.json").read_text())
         rec = {"seed": seed, "pattern": pattern, "method": method, "prune_wall_s": time.time() - t0,
@@ -141,22 +140,23 @@ def main(argv=None) -> int:
                     help="APT solver option (apt prune --option), repeatable; use its own --work")
     ap.add_argument("--apt-percdamp", type=float, default=None,
                     help="APT's damping (apt prune --percdamp; default: its own); own --work")
-    ap.add_argument("--work", default=str(ROOT / "resources/bench/e2e"))
-    ap.add_argument("--out", default=str(ROOT / "results/benchmarks/e2e_gap.json"))
+    ap.add_argument("--work", default="resources/bench/e2e")
+    ap.add_argument("--out", default="results/benchmarks/e2e_gap.json")
     args = ap.parse_args(argv)
+    key_values(args.apt_option, "--apt-option")     # refused here, not after the first runs
     r = Runner(args)
     seeds = [int(s) for s in args.seeds.split(",")]
     for seed in seeds:          # calibration draws first, one at a time
         r.calib(seed)
     dense = r.ppl(args.model, "dense")
-    jobs = [(s, p, m) for s in seeds for p in args.patterns.split(",") for m in METHODS]
+    jobs = [(s, p, m) for s in seeds for p in name_list(args.patterns) for m in METHODS]
     with ThreadPoolExecutor(args.parallel) as pool:
         runs = list(pool.map(lambda j: r.one(*j), jobs))
     datasets = args.datasets.split(",")
-    out = {"command": " ".join([".venv/bin/python", "benchmarks/e2e_gap.py", *sys.argv[1:]]),
+    out = {"command": command("benchmarks.e2e_gap", argv),
            "settings": vars(args), "dense": dense, "runs": runs,
-           "summary": summarize(dense, runs, datasets), "environment": environment()}
-    write_json_atomic(Path(args.out), out)
+           "summary": summarize(dense, runs, datasets)}
+    write_report(args.out, out)
     for pattern, per_ds in out["summary"].items():
         for ds, s in per_ds.items():
             print(f"{pattern:>5} {ds:10s} closed mean {s['mean_closed']:.3f} "

@@ -13,7 +13,7 @@ what this measures is the time and memory, which depend on the shapes, the numbe
 calibration tokens and the device. Used where the real models are not at hand (the GPU machine
 of a session cannot reach the model hub or the offline assets).
 
-    python benchmarks/engine_random.py --shape llama7b --layers 2 --nsamples 128 --seqlen 2048 \
+    .venv/bin/python -m benchmarks.engine_random --shape llama7b --layers 2 --nsamples 128 --seqlen 2048 \
         --methods sparsegpt,apt --patterns 0.5,2:4 --device cuda --dtype bfloat16 \
         [--out results/benchmarks/engine_random.json]
 """
@@ -25,17 +25,14 @@ import json
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from apt.engine import PruneSettings, prune_model
-from apt.io import write_json_atomic
 from apt.models import adapter_for
-from apt.provenance import environment
 from apt.pruning import prune_matrix
-from solvers import parse_pattern_arg, parse_values   # benchmarks/ is on sys.path as a script
+from benchmarks.common import command, key_values, name_list, targets, write_report
 
 SHAPES = {
     # SmolLM2-135M's config (HuggingFaceTB/SmolLM2-135M)
@@ -83,13 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                    help="option for the method's prune (VALUE read as JSON), e.g. refit=cg")
+                    help="option of APT's prune (VALUE read as YAML), e.g. refit=false")
     ap.add_argument("--out", default="results/benchmarks/engine_random.json")
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
-    options = parse_values(args.opt)
+    options = key_values(args.opt)
+    methods, patterns = name_list(args.methods), targets(args.patterns)
     t0 = time.perf_counter()
     model, cfg = build_model(args.shape, args.layers, dtype)
     dense = {k: v.clone() for k, v in model.state_dict().items()}
@@ -100,24 +98,23 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     if device.type == "cuda":       # untimed: library handles, kernels' first load
         w, h = torch.randn(64, 128, device=device), torch.eye(128, device=device)
-        for method in args.methods.split(","):
-            for spec in args.patterns.split(","):
-                _, pattern, sparsity = parse_pattern_arg(spec)
-                prune_matrix(w, h, method, sparsity=sparsity, pattern=pattern)
+        for method in methods:
+            for target in patterns:
+                prune_matrix(w, h, method, sparsity=target.sparsity, pattern=target.pattern_arg)
     runs = []
-    for method in args.methods.split(","):
-        for spec in args.patterns.split(","):
-            _, pattern, sparsity = parse_pattern_arg(spec)
+    for method in methods:
+        for target in patterns:
             model.load_state_dict(dense)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
-            settings = PruneSettings(method=method, sparsity=sparsity, pattern=pattern,
+            settings = PruneSettings(method=method, sparsity=target.sparsity,
+                                     pattern=target.pattern_arg,
                                      options=dict(options) if method == "apt" else {})
             report, hidden = prune_model(model, adapter, ids, settings, device=device,
                                          progress=False)
             del hidden
-            run = {"method": method, "pattern": spec, "time_s": report["time_s"],
+            run = {"method": method, "pattern": target.label, "time_s": report["time_s"],
                    "solver_time_s": report["totals"]["solver_time_s"],
                    "matrices": report["totals"]["modules"],
                    "sparsity": report["totals"]["sparsity"],
@@ -130,17 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "what": "time and memory of apt.engine.prune_model on a random-weight model of real "
                 "shapes (errors meaningless)",
-        "command": " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None
-                                                              else sys.argv[1:])),
+        "command": command("benchmarks.engine_random", argv),
         "settings": {"shape": args.shape, "config": cfg, "nsamples": args.nsamples,
                      "seqlen": args.seqlen, "device": str(device), "dtype": args.dtype,
                      "apt_options": options},
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "runs": runs,
-        "environment": environment(),
         "wall_s": time.perf_counter() - t0,
     }
-    write_json_atomic(args.out, report)
+    write_report(args.out, report)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -5,7 +5,7 @@ one would write by hand (``model(input_ids=batch, labels=batch).loss`` per batch
 interleaved (plain, ours, plain, ours, ...) so that load from other processes hits both alike,
 and the medians are compared. Also checks that both give the same perplexity.
 
-    .venv/bin/python benchmarks/eval_throughput.py [--model DIR] [--dataset wiki] [--seqlen 512]
+    .venv/bin/python -m benchmarks.eval_throughput [--model smollm2-135m] [--dataset wiki] [--seqlen 512]
         [--windows 4] [--batch-size 2] [--repeats 5] [--out results/benchmarks/eval_throughput.json]
 """
 
@@ -15,12 +15,10 @@ import argparse
 import math
 import statistics
 import sys
-import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import command, timed, write_report
 
 
 def plain_loop(model, windows: torch.Tensor, batch_size: int) -> float:
@@ -43,29 +41,21 @@ def ours(model, windows: torch.Tensor, batch_size: int) -> float:
                       progress=False)["ppl"]
 
 
-def timed(fn, *args) -> tuple[float, float, float]:
-    """(result, wall seconds, CPU seconds of this process: robust to other processes' load)."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn(*args)
-    return out, time.perf_counter() - wall, time.process_time() - cpu
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(ROOT / "resources/models/smollm2-135m"))
+    ap.add_argument("--model", default="smollm2-135m",
+                    help="a known model name, a local folder or a hub id")
     ap.add_argument("--dataset", default="wiki")
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--windows", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--out", default=str(ROOT / "results/benchmarks/eval_throughput.json"))
+    ap.add_argument("--out", default="results/benchmarks/eval_throughput.json")
     args = ap.parse_args(argv)
 
     from apt.eval.perplexity import dataset_tokens
-    from apt.io import write_json_atomic
     from apt.models import load_model
-    from apt.provenance import environment
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,7 +71,7 @@ def main(argv=None) -> int:
     ppls = {}
     for r in range(args.repeats):
         for name, fn in (("plain", plain_loop), ("ours", ours)):
-            ppl, secs, cpu_secs = timed(fn, model, windows, args.batch_size)
+            ppl, secs, cpu_secs = timed(lambda fn=fn: fn(model, windows, args.batch_size))
             runs[name].append(secs)
             cpu[name].append(cpu_secs)
             ppls[name] = ppl
@@ -93,6 +83,7 @@ def main(argv=None) -> int:
     overhead_cpu = med_cpu["ours"] / med_cpu["plain"] - 1.0
     result = {
         "benchmark": "eval_throughput",
+        "command": command("benchmarks.eval_throughput", argv),
         "what": "tokens/s of apt.eval.perplexity.perplexity vs a plain transformers loop "
                 "(model(input_ids, labels).loss), same windows and batch size; interleaved runs, medians",
         "settings": {"model": args.model, "dataset": args.dataset, "seqlen": args.seqlen,
@@ -109,9 +100,8 @@ def main(argv=None) -> int:
         "ppl": ppls,
         "ppl_rel_diff": abs(ppls["ours"] - ppls["plain"]) / ppls["plain"],
         "note": "other processes shared the 2 cores during the run; see the per-run seconds",
-        "environment": environment(),
     }
-    write_json_atomic(args.out, result)
+    write_report(args.out, result)
     print(f"overhead {overhead * 100:+.2f} % wall, {overhead_cpu * 100:+.2f} % CPU (ours {result['tokens_per_s']['ours']:.1f} tok/s, "
           f"plain {result['tokens_per_s']['plain']:.1f} tok/s) -> {args.out}")
     return 0

@@ -12,8 +12,9 @@
 # A dry run on a machine without a GPU (small sizes, the CPU standing in for the device):
 #   DRY=1 PYTHON=.venv/bin/python OUT=/tmp/gpu_dry bash benchmarks/gpu_check.sh
 #
-# HESSIANS: a file of benchmarks/collect_hessians.py (default .devcarry/hessians_smollm2_block15.pt,
-# made by benchmarks/hessian_subset.py: one block, small enough to carry to a GPU machine).
+# HESSIANS: a file of benchmarks.collect_hessians (default .devcarry/hessians_smollm2_block15.pt,
+# made by `python -m benchmarks.hessian_subset`: one block, small enough to carry to a GPU
+# machine). The benchmarks run as modules (`$PY -m benchmarks.NAME`) from the repository root.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/benchmarks/gpu}
@@ -22,8 +23,10 @@ mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 DEVICE=cuda SHAPES=4096x4096,11008x4096,4096x11008 NS7B=128 SEQ7B=2048 SMOL=() REPS=3
+NSSMOL=32 SEQSMOL=512
 if [ -n "${DRY:-}" ]; then
     DEVICE=cpu SHAPES=512x256,256x512 SMOL=(--layers 2) REPS=1     # and no LLaMA-7B shapes
+    NSSMOL=4 SEQSMOL=128
     HELDOUT_SHAPES=256x512
     export APT_TEST_DEVICE=cpu
 fi
@@ -41,24 +44,24 @@ section_tests() {
     run 120 tests $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py --junitxml="$OUT/test_cuda.xml"
 }
 section_solvers() {
-    run 170 solvers $PY benchmarks/solvers.py --device $DEVICE --threads 0 --hessians "$HESS" \
+    run 170 solvers $PY -m benchmarks.solvers --device $DEVICE --threads 0 --hessians "$HESS" \
         --synthetic-shapes $SHAPES \
         --synthetic-methods sparsegpt,sparsegpt_fp32,reference,plain,apt \
         --synthetic-patterns 50%,2:4,4:8 --reps $REPS --plain-max-rows 11008 \
         --out "$OUT/solvers_cuda.json"
 }
 section_engine() {
-    [ -n "${DRY:-}" ] || run 120 engine_llama7b $PY benchmarks/engine_random.py --shape llama7b \
+    [ -n "${DRY:-}" ] || run 120 engine_llama7b $PY -m benchmarks.engine_random --shape llama7b \
         --layers 2 --nsamples $NS7B --seqlen $SEQ7B --methods sparsegpt,apt --patterns 0.5,2:4 \
         --device $DEVICE --dtype bfloat16 --out "$OUT/engine_random_llama7b_cuda.json"
-    run 90 engine_smollm2 $PY benchmarks/engine_random.py --shape smollm2 "${SMOL[@]}" \
-        --nsamples 32 --seqlen 512 --methods sparsegpt,apt --patterns 0.5,2:4 --device $DEVICE \
+    run 90 engine_smollm2 $PY -m benchmarks.engine_random --shape smollm2 "${SMOL[@]}" \
+        --nsamples $NSSMOL --seqlen $SEQSMOL --methods sparsegpt,apt --patterns 0.5,2:4 --device $DEVICE \
         --out "$OUT/engine_random_smollm2_cuda.json"
 }
 section_profile() {
     for spec in "apt 50%" "apt 2:4" "sparsegpt 50%"; do
         set -- $spec
-        run 40 "profile $1 $2" $PY benchmarks/profile_solver.py --method $1 --pattern $2 \
+        run 40 "profile $1 $2" $PY -m benchmarks.profile_solver --method $1 --pattern $2 \
             --shape ${SHAPES%%,*} --device $DEVICE --rows 25 --out "$OUT/profile_solvers.txt"
     done
 }
@@ -69,14 +72,14 @@ section_variants() {  # APT settings against SparseGPT, real block and synthetic
         name=${v%%:*} opts=()
         IFS=, read -ra kv <<<"${v#*:}"
         for o in "${kv[@]}"; do opts+=(--opt "$o"); done
-        run 60 "variant $name" $PY benchmarks/solvers.py --device $DEVICE --threads 0 \
+        run 60 "variant $name" $PY -m benchmarks.solvers --device $DEVICE --threads 0 \
             --hessians "$HESS" --methods sparsegpt,apt --patterns 50%,2:4 "${opts[@]}" \
             --synthetic-shapes $SHAPES --synthetic-methods sparsegpt,apt \
             --synthetic-patterns 50%,2:4 --reps 2 --out "$OUT/variants_$name.json"
     done
 }
 section_heldout() {  # synthetic problems scored on new tokens, with T = 2, 8, 24 x n tokens
-    run 150 heldout $PY benchmarks/synthetic_heldout.py --device $DEVICE \
+    run 150 heldout $PY -m benchmarks.synthetic_heldout --device $DEVICE \
         --shapes ${HELDOUT_SHAPES:-4096x4096,4096x11008} --ratios 2,8,24 --patterns 50%,2:4 \
         --variants 'sparsegpt={}' 'apt={}' 'apt_d10={"percdamp": 0.1}' \
         'apt_d05={"percdamp": 0.05}' --out "$OUT/synthetic_heldout_cuda.json"

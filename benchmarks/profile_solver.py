@@ -1,24 +1,22 @@
 """Where one solver's time goes: torch.profiler's operator table for one matrix.
 
-Prunes the synthetic problem of ``benchmarks/solvers.py`` (random W, correlated inputs) once to
+Prunes the synthetic problem of :mod:`benchmarks.solvers` (random W, correlated inputs) once to
 warm up, then once under the profiler, and prints (and writes, with ``--out``) the operators
 sorted by their total time on the device (self CPU time on a CPU).
 
-    python benchmarks/profile_solver.py [--method apt] [--shape 4096x4096] [--pattern 50%]
+    .venv/bin/python -m benchmarks.profile_solver [--method apt] [--shape 4096x4096] [--pattern 50%]
         [--device cuda] [--threads 0] [--rows 30] [--opt KEY=VALUE ...] [--out FILE (appended to)]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from apt.pruning import prune_matrix
-from solvers import parse_pattern_arg, parse_values, sync, synthetic_problem
+from benchmarks.common import key_values, shape_list, synthetic_problem, targets, timed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,17 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    m, n = (int(v) for v in args.shape.lower().split("x"))
-    label, pattern, sparsity = parse_pattern_arg(args.pattern)
-    opts = parse_values(args.opt)
+    (m, n), = shape_list(args.shape, "--shape")
+    target = targets(args.pattern, "--pattern")[0]
+    opts = key_values(args.opt)
     w, h = synthetic_problem(m, n, device)
 
     def once() -> float:
-        sync(device)
-        t0 = time.perf_counter()
-        prune_matrix(w, h, args.method, sparsity=sparsity, pattern=pattern, **opts)
-        sync(device)
-        return time.perf_counter() - t0
+        return timed(lambda: prune_matrix(w, h, args.method, sparsity=target.sparsity,
+                                          pattern=target.pattern_arg, **opts), device)[1]
 
     warm = once()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
@@ -54,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         profiled = once()
     key = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=key, row_limit=args.rows)
-    head = (f"{args.method} {args.shape} {label} on {device} {opts or ''}: "
+    head = (f"{args.method} {args.shape} {target.label} on {device} {opts or ''}: "
             f"{warm:.3f} s warm-up, {profiled:.3f} s profiled\n")
     print(head + table)
     if args.out:

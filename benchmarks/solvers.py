@@ -1,103 +1,48 @@
 """Solver benchmark: layer error and time of every pruning method on real SmolLM2 layers.
 
 For each method of ``apt.pruning.METHODS`` and each pattern (default 50 %, 60 %, 70 %, 2:4, 4:8)
-it prunes every captured layer (``benchmarks/collect_hessians.py`` writes them) and reports
+it prunes every captured layer (:mod:`benchmarks.collect_hessians` writes them) and reports
 
 - the relative layer error ``||(W - W') X||^2 / ||W X||^2 = tr(dW H dW^T) / tr(W H W^T)``
-  (undamped H), per layer and in total (sums of numerators over sums of denominators);
-- the wall time per matrix;
+  (undamped H, :func:`apt.pruning.metrics.layer_error_parts`), per layer and in total (sums of
+  numerators over sums of denominators);
+- the wall and CPU time per matrix;
 - APT / SparseGPT: ratio of the totals, geometric mean of the per-layer ratios, layers APT wins.
 
-Then it times SparseGPT and APT on synthetic 4096 x 4096 and 11008 x 4096 problems (random W,
-H from random correlated inputs), next to two transcriptions of the reference algorithm:
-``reference`` (the layout and lazy blocks of IST-DASLab ``SparseGPT.fasterprune``, float32) and
-``plain`` (the same algorithm with no lazy blocks: every column updates every later column at
-once). Methods whose ``prune`` raises ``NotImplementedError`` are reported as skipped.
+Then it times SparseGPT and APT on synthetic 4096 x 4096 and 11008 x 4096 problems
+(:func:`benchmarks.common.synthetic_problem`), next to two transcriptions of the reference
+algorithm: ``reference`` (the layout and lazy blocks of IST-DASLab ``SparseGPT.fasterprune``,
+float32) and ``plain`` (the same algorithm with no lazy blocks: every column updates every later
+column at once).
 
-    .venv/bin/python benchmarks/solvers.py [--methods magnitude,wanda,sparsegpt,apt]
+    .venv/bin/python -m benchmarks.solvers [--methods magnitude,wanda,sparsegpt,apt]
         [--patterns 50%,60%,70%,2:4,4:8] [--layers REGEX] [--opt apt.refit=true ...]
         [--synthetic-shapes 4096x4096,11008x4096 | --no-synthetic] [--device cpu]
         [--out results/benchmarks/solvers.json]
 
-Options given with ``--opt METHOD.KEY=VALUE`` (VALUE read as JSON, else as a string) go to that
-method's ``prune`` as keyword arguments, so solver settings can be compared without code edits.
+Options given with ``--opt METHOD.KEY=VALUE`` (VALUE read as YAML, as ``apt prune --option``)
+go to that method's ``prune`` as keyword arguments, so solver settings can be compared without
+code edits.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import re
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from apt.io import write_json_atomic
-from apt.paths import resources_dir
-from apt.provenance import environment
-from apt.pruning import METHODS, prune_matrix
-from apt.pruning.masks import prune_count
-from apt.pruning.metrics import layer_error_parts as rel_error_parts
+from apt.pruning import METHODS, Target, prune_matrix
+from apt.pruning.metrics import layer_error_parts
+from benchmarks.common import (command, hessians_path, jsonable, load_average, load_hessians,
+                               method_options, name_list, shape_list, synthetic_problem,
+                               targets, timed, write_report)
 
 DEFAULT_PATTERNS = "50%,60%,70%,2:4,4:8"
 SYNTH_METHODS = "sparsegpt,sparsegpt_fp32,reference,plain,apt"
-
-
-# ------------------------------------------------------------------------------------ helpers
-def parse_pattern_arg(spec: str) -> tuple[str, str, float | None]:
-    """``"50%"`` / ``"0.5"`` -> unstructured at that sparsity; ``"2:4"`` -> N:M."""
-    spec = spec.strip()
-    if ":" in spec:
-        return spec, spec, None
-    s = float(spec[:-1]) / 100 if spec.endswith("%") else float(spec)
-    return f"{round(s * 100)}%", "unstructured", s
-
-
-def parse_values(items: list[str], flag: str = "--opt") -> dict[str, Any]:
-    """``["KEY=VALUE", ...]`` -> ``{KEY: VALUE}``, each VALUE read as JSON, else as a string."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not key or not sep:
-            raise SystemExit(f"{flag} {item!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
-
-
-def parse_opts(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["METHOD.KEY=VALUE", ...]`` -> ``{METHOD: {KEY: VALUE}}`` (see :func:`parse_values`)."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, value in parse_values(items).items():
-        method, _, name = key.partition(".")
-        if not name:
-            raise SystemExit(f"--opt {key}=...: expected METHOD.KEY=VALUE, e.g. apt.refit=true")
-        out.setdefault(method, {})[name] = value
-    return out
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, (str, int, bool)) or x is None:
-        return x
-    if isinstance(x, float):
-        return x if math.isfinite(x) else str(x)
-    return str(x)
 
 
 # ------------------------------------------------------------- reference transcriptions (timing)
@@ -158,8 +103,8 @@ def reference_fasterprune(W: torch.Tensor, H: torch.Tensor, sparsity: float, pru
     return W
 
 
-def method_options(opts: dict[str, dict[str, Any]], method: str,
-                   percdamp: float | None) -> dict[str, Any]:
+def solver_kwargs(opts: dict[str, dict[str, Any]], method: str,
+                  percdamp: float | None) -> dict[str, Any]:
     """``prune_matrix`` keywords of ``method``: ``--percdamp``, unless ``--opt METHOD.percdamp``
     gives that method its own, and the method's other ``--opt`` values."""
     return {"percdamp": percdamp, **opts.get(method, {})}
@@ -167,9 +112,8 @@ def method_options(opts: dict[str, dict[str, Any]], method: str,
 
 # ------------------------------------------------------------------------------------- runs
 def run_real(layers: dict[str, tuple[torch.Tensor, torch.Tensor]], methods: list[str],
-             patterns: list[tuple[str, str, float | None]], opts: dict[str, dict[str, Any]],
-             device: torch.device, blocksize: int, percdamp: float,
-             tokens: int | None = None) -> dict[str, Any]:
+             patterns: list[Target], opts: dict[str, dict[str, Any]], device: torch.device,
+             blocksize: int, percdamp: float | None, tokens: int | None = None) -> dict[str, Any]:
     """``tokens``: the calibration tokens behind the Hessians, passed on as the engine does."""
     results: dict[str, Any] = {}
     hdt = torch.float64 if device.type == "cpu" else torch.float32
@@ -177,52 +121,42 @@ def run_real(layers: dict[str, tuple[torch.Tensor, torch.Tensor]], methods: list
               for name, (w, h) in layers.items()}
     for method in methods:
         results[method] = {}
-        kwargs = {"tokens": tokens, **method_options(opts, method, percdamp)}
-        for label, pattern, sparsity in patterns:
-            entry: dict[str, Any] = {"pattern": pattern, "sparsity": sparsity, "per_layer": {}}
+        kwargs = {"tokens": tokens, "blocksize": blocksize,
+                  **solver_kwargs(opts, method, percdamp)}
+        for target in patterns:
+            def prune(w, h, target=target):
+                return prune_matrix(w, h, method, sparsity=target.sparsity,
+                                    pattern=target.pattern_arg, **kwargs)
+
+            entry: dict[str, Any] = {"pattern": target.pattern_arg, "sparsity": target.sparsity,
+                                     "per_layer": {}}
             num_total = den_total = time_total = cpu_total = 0.0
-            try:
-                if device.type == "cuda":   # untimed: library handles, kernels' first load
-                    w, h = next(iter(on_dev.values()))
-                    prune_matrix(w, h, method, sparsity=sparsity, pattern=pattern,
-                                 blocksize=blocksize, **kwargs)
-                for name, (w, h) in on_dev.items():
-                    sync(device)
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    res = prune_matrix(w, h, method, sparsity=sparsity, pattern=pattern,
-                                       blocksize=blocksize, **kwargs)
-                    sync(device)
-                    dt, dc = time.perf_counter() - t0, time.process_time() - c0
-                    num, den = rel_error_parts(w, res.weight, h)
-                    num_total, den_total, time_total = num_total + num, den_total + den, \
-                        time_total + dt
-                    cpu_total += dc
-                    entry["per_layer"][name] = {"rel_error": num / den, "time_s": dt,
-                                                "cpu_s": dc,
-                                                "pruned_fraction": float(res.mask.float().mean()),
-                                                "info": jsonable(res.info)}
-            except NotImplementedError as exc:
-                results[method][label] = {"pattern": pattern, "sparsity": sparsity,
-                                          "status": "skipped",
-                                          "reason": f"NotImplementedError: {exc}"}
-                print(f"{method:>10} {label:>5}: skipped (not implemented)", file=sys.stderr)
-                continue
+            if device.type == "cuda":   # untimed: library handles, kernels' first load
+                prune(*next(iter(on_dev.values())))
+            for name, (w, h) in on_dev.items():
+                res, dt, dc = timed(lambda: prune(w, h), device)
+                num, den = layer_error_parts(w, res.weight, h)
+                num_total, den_total = num_total + num, den_total + den
+                time_total, cpu_total = time_total + dt, cpu_total + dc
+                entry["per_layer"][name] = {"rel_error": num / den, "time_s": dt, "cpu_s": dc,
+                                            "pruned_fraction": float(res.mask.float().mean()),
+                                            "info": jsonable(res.info)}
+            count = len(entry["per_layer"])
             entry.update({"status": "ok", "total_rel_error": num_total / den_total,
                           "mean_layer_rel_error": sum(v["rel_error"] for v in
-                                                      entry["per_layer"].values())
-                          / len(entry["per_layer"]),
+                                                      entry["per_layer"].values()) / count,
                           "time_s_total": time_total, "cpu_s_total": cpu_total,
-                          "time_s_per_matrix": time_total / len(entry["per_layer"]),
-                          "cpu_s_per_matrix": cpu_total / len(entry["per_layer"])})
-            results[method][label] = entry
-            print(f"{method:>10} {label:>5}: total rel err {entry['total_rel_error']:.5f}  "
+                          "time_s_per_matrix": time_total / count,
+                          "cpu_s_per_matrix": cpu_total / count})
+            results[method][target.label] = entry
+            print(f"{method:>10} {target.label:>5}: total rel err {entry['total_rel_error']:.5f}  "
                   f"time {time_total:7.2f} s, cpu {cpu_total:7.2f} s "
-                  f"({entry['cpu_s_per_matrix'] * 1e3:.0f} cpu-ms/matrix)",
-                  file=sys.stderr)
+                  f"({entry['cpu_s_per_matrix'] * 1e3:.0f} cpu-ms/matrix)", file=sys.stderr)
     return results
 
 
 def compare(results: dict[str, Any], a: str = "apt", b: str = "sparsegpt") -> dict[str, Any]:
+    """Per pattern: ``a``'s error and time relative to ``b``'s, in total and layer by layer."""
     out: dict[str, Any] = {}
     if a not in results or b not in results:
         return out
@@ -246,77 +180,57 @@ def compare(results: dict[str, Any], a: str = "apt", b: str = "sparsegpt") -> di
     return out
 
 
-def synthetic_problem(m: int, n: int, device: torch.device, seed: int = 0):
-    """Random W (m x n) and H = (2/T) X X^T, X = diag(s) Z + U V: scaled features plus a shared
-    rank-64 component (correlated inputs), T = 2n tokens."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    t = 2 * n
-    scale = torch.exp(torch.randn(n, 1, generator=g))
-    x = scale * torch.randn(n, t, generator=g)
-    x += torch.randn(n, 64, generator=g) @ torch.randn(64, t, generator=g) * 0.3
-    x = x.to(device)
-    h = (2.0 / t) * (x @ x.T)
-    w = (torch.randn(m, n, generator=g) / math.sqrt(n)).to(device)
-    return w, h
-
-
-def run_synthetic(shapes: list[tuple[int, int]], methods: list[str],
-                  patterns: list[tuple[str, str, float | None]], opts: dict[str, dict[str, Any]],
-                  device: torch.device, reps: int, blocksize: int, percdamp: float,
+def run_synthetic(shapes: list[tuple[int, int]], methods: list[str], patterns: list[Target],
+                  opts: dict[str, dict[str, Any]], device: torch.device, reps: int,
+                  blocksize: int, percdamp: float | None,
                   plain_max_rows: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for m, n in shapes:
         w, h = synthetic_problem(m, n, device)
-        for label, pattern, sparsity in patterns:
-            nm = (0, 0) if pattern == "unstructured" else tuple(int(v) for v in pattern.split(":"))
+        for target in patterns:
+            nm = (target.pattern.n, target.pattern.m)
             for method in methods:
-                row: dict[str, Any] = {"shape": [m, n], "pattern": label, "method": method}
+                row: dict[str, Any] = {"shape": [m, n], "pattern": target.label, "method": method}
                 if method == "plain" and m > plain_max_rows:
                     row.update(status="skipped", reason=f"plain loop limited to <= "
                                f"{plain_max_rows} rows (--plain-max-rows)")
                     rows.append(row)
                     continue
+                if method in ("reference", "plain"):
+                    def once(method=method):
+                        return reference_fasterprune(
+                            w, h, target.sparsity, nm[0], nm[1], blocksize,
+                            0.01 if percdamp is None else percdamp, lazy=(method == "reference"))
+                else:
+                    name, extra = method, solver_kwargs(opts, method, percdamp)
+                    if method == "sparsegpt_fp32":
+                        name, extra = "sparsegpt", {**solver_kwargs(opts, "sparsegpt", percdamp),
+                                                    "dtype": torch.float32}
+
+                    def once(name=name, extra=extra):
+                        return prune_matrix(w, h, name, sparsity=target.sparsity,
+                                            pattern=target.pattern_arg, blocksize=blocksize,
+                                            **extra).weight
                 times, cpus = [], []
-                try:
-                    for _ in range(reps):
-                        sync(device)
-                        t0, c0 = time.perf_counter(), time.process_time()
-                        if method in ("reference", "plain"):
-                            out = reference_fasterprune(w, h, sparsity or 0.0, nm[0], nm[1],
-                                                        blocksize, 0.01 if percdamp is None
-                                                        else percdamp,
-                                                        lazy=(method == "reference"))
-                        else:
-                            name, extra = method, method_options(opts, method, percdamp)
-                            if method == "sparsegpt_fp32":
-                                name, extra = "sparsegpt", {
-                                    **method_options(opts, "sparsegpt", percdamp),
-                                    "dtype": torch.float32}
-                            out = prune_matrix(w, h, name, sparsity=sparsity, pattern=pattern,
-                                               blocksize=blocksize, **extra).weight
-                        sync(device)
-                        times.append(time.perf_counter() - t0)
-                        cpus.append(time.process_time() - c0)
-                except NotImplementedError as exc:
-                    row.update(status="skipped", reason=f"NotImplementedError: {exc}")
-                    rows.append(row)
-                    continue
-                num, den = rel_error_parts(w, out, h)
+                for _ in range(reps):
+                    out, dt, dc = timed(once, device)
+                    times.append(dt)
+                    cpus.append(dc)
+                num, den = layer_error_parts(w, out, h)
                 zeros = int((out == 0).sum())
                 row.update(status="ok", reps=reps, time_s=min(times), times_s=times,
                            cpu_s=min(cpus), cpus_s=cpus,
                            rel_error=num / den, pruned_fraction=zeros / out.numel())
                 rows.append(row)
-                print(f"synthetic {m}x{n} {label:>5} {method:>14}: {min(times):7.2f} s "
-                      f"(cpu {min(cpus):7.2f} s) "
-                      f"rel err {num / den:.5f}", file=sys.stderr)
+                print(f"synthetic {m}x{n} {target.label:>5} {method:>14}: {min(times):7.2f} s "
+                      f"(cpu {min(cpus):7.2f} s) rel err {num / den:.5f}", file=sys.stderr)
                 del out
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hessians", default=str(resources_dir() / "bench" / "hessians_smollm2.pt"))
+    ap.add_argument("--hessians", default=str(hessians_path()))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--patterns", default=DEFAULT_PATTERNS)
     ap.add_argument("--layers", default=None, help="regex on layer names (default: all)")
@@ -343,39 +257,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = name_list(args.methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
-    patterns = [parse_pattern_arg(p) for p in args.patterns.split(",") if p.strip()]
-    opts = parse_opts(args.opt)
+    patterns = targets(args.patterns)
+    opts = method_options(args.opt)
     t_start = time.time()
 
     report: dict[str, Any] = {
         "what": "relative layer error ||(W-W')X||^2/||WX||^2 = tr(dW H dW^T)/tr(W H W^T) "
                 "and time per matrix, per method and pattern",
-        "command": " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None
-                                                              else sys.argv[1:])),
-        "settings": {"methods": methods, "patterns": [p[0] for p in patterns],
-                     "options": jsonable(opts), "blocksize": args.blocksize,
+        "command": command("benchmarks.solvers", argv),
+        "settings": {"methods": methods, "patterns": [t.label for t in patterns],
+                     "options": opts, "blocksize": args.blocksize,
                      "percdamp": args.percdamp, "device": str(device),
                      "layers_regex": args.layers, "reps": args.reps,
                      "count_rule": "floor(sparsity * total)"},
-        "environment": environment(),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average_at_start": load_average(),
         "timing_note": "time_s is wall time, cpu_s the process CPU time (comparable on a shared "
                        "machine when --threads 1); on CUDA only time_s means anything",
     }
     if not args.no_real:
-        path = Path(args.hessians)
-        if not path.is_file():
-            raise SystemExit(f"{path} not found: run `.venv/bin/python benchmarks/"
-                             "collect_hessians.py` first (or pass --no-real)")
-        data = torch.load(path, map_location="cpu")
-        meta = data.pop("__meta__", {})
-        if args.layers:
-            data = {k: v for k, v in data.items() if re.search(args.layers, k)}
-        report["hessians"] = {"file": str(path), **jsonable(meta),
+        data, meta = load_hessians(args.hessians, args.layers)
+        report["hessians"] = {"file": str(args.hessians), **meta,
                               "layers": {k: list(v[0].shape) for k, v in data.items()}}
         results = run_real(data, methods, patterns, opts, device, args.blocksize, args.percdamp,
                            tokens=meta.get("ntokens"))
@@ -386,20 +291,19 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['error_ratio_geomean_layers']:.4f}, wins {c['layers_won']}/{c['layers']},"
                   f" time x{c['time_ratio']:.2f} (cpu x{c['cpu_time_ratio']:.2f})", file=sys.stderr)
     if not args.no_synthetic:
-        shapes = [tuple(int(v) for v in s.lower().split("x"))
-                  for s in args.synthetic_shapes.split(",") if s.strip()]
-        smethods = [m.strip() for m in args.synthetic_methods.split(",") if m.strip()]
-        spatterns = [parse_pattern_arg(p) for p in args.synthetic_patterns.split(",")]
-        report["synthetic"] = run_synthetic(shapes, smethods, spatterns, opts, device, args.reps,
-                                            args.blocksize, args.percdamp, args.plain_max_rows)
+        report["synthetic"] = run_synthetic(
+            shape_list(args.synthetic_shapes, "--synthetic-shapes"),
+            name_list(args.synthetic_methods), targets(args.synthetic_patterns,
+                                                       "--synthetic-patterns"),
+            opts, device, args.reps, args.blocksize, args.percdamp, args.plain_max_rows)
         report["synthetic_note"] = (
             "reference = transcription of IST-DASLab SparseGPT.fasterprune (float32, rows x "
             "columns layout, lazy blocks); plain = same without lazy blocks; sparsegpt = ours at "
             "its default compute dtype (float64 on CPU); sparsegpt_fp32 = ours in float32. "
             f"time_s = min over {args.reps} repetition(s).")
     report["wall_s"] = time.time() - t_start
-    report["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    write_json_atomic(args.out, report)
+    report["load_average_at_end"] = load_average()
+    write_report(args.out, report)
     print(f"wrote {args.out} ({report['wall_s']:.0f} s)", file=sys.stderr)
     return 0
 

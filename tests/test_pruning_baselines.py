@@ -289,42 +289,6 @@ def test_prepare_factor_matches_trailing_inverses():
         torch.testing.assert_close(r[j:, j:].T @ r[j:, j:], torch.linalg.inv(hd[j:, j:]))
 
 
-# ------------------------------------------------------------------- the solver benchmark runs
-def test_solver_benchmark_smoke(tmp_path):
-    """``benchmarks/solvers.py`` end to end on tiny layers (the APT work reruns it to tune)."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_solvers", Path(__file__).parents[1] / "benchmarks" / "solvers.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    layers = {}
-    for i, (m, n) in enumerate([(8, 16), (12, 32)]):
-        w, h, _ = make_problem(m, n, seed=20 + i)
-        layers[f"layer{i}"] = (w.float(), h)
-    layers["__meta__"] = {"note": "tiny"}
-    torch.save(layers, tmp_path / "h.pt")
-    out = tmp_path / "solvers.json"
-    assert bench.main(["--hessians", str(tmp_path / "h.pt"), "--patterns", "50%,2:4",
-                       "--synthetic-shapes", "8x16", "--synthetic-patterns", "2:4",
-                       "--synthetic-methods", "sparsegpt,reference,plain,apt",
-                       "--threads", "0", "--out", str(out)]) == 0
-    rep = json.loads(out.read_text())
-    assert set(rep["real"]) == set(METHODS)
-    for label in ("50%", "2:4"):
-        assert rep["real"]["sparsegpt"][label]["total_rel_error"] < \
-            rep["real"]["magnitude"][label]["total_rel_error"]
-        assert set(rep["real"]["wanda"][label]["per_layer"]) == {"layer0", "layer1"}
-    assert rep["real"]["apt"]["50%"]["status"] == "ok" and "50%" in rep["apt_vs_sparsegpt"]
-    syn = {r["method"]: r for r in rep["synthetic"]}
-    # the two transcriptions of the reference agree with ours on N:M (same mask rule)
-    assert syn["reference"]["rel_error"] == pytest.approx(syn["sparsegpt"]["rel_error"], rel=1e-4)
-    assert syn["plain"]["rel_error"] == pytest.approx(syn["sparsegpt"]["rel_error"], rel=1e-4)
-    assert "packages" in rep["environment"]
-
-
 def test_lowest_k_sampled_path_is_exact():
     """Large flat inputs go through a sampled bracket (``masks._kth_sampled``): same masks as
     a stable sort, with ties, constant runs and k at the ends; in float64 too (SparseGPT's CPU
