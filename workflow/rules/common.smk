@@ -89,7 +89,10 @@ def apt_command(sub, model_job=False):
 SHARED_CODE = ("models", "data", "provenance.py", "io.py")
 PRUNE_CODE = code_version("pruning", "engine", "commands/prune.py", *SHARED_CODE)
 EVAL_CODE = code_version("eval", "commands/eval.py", *SHARED_CODE)
-GPU_RESOURCES = {"gpu": 1} if CUDA else {}
+# On SLURM (profiles/slurm) GPU jobs go to the profile's gpu_partition; a CPU config sends
+# every job to the default partition.
+GPU_RESOURCES = ({"gpu": 1, **({"slurm_partition": config["gpu_partition"]}
+                               if config["gpu_partition"] else {})} if CUDA else {})
 THREADS = config["threads"]
 # (Model jobs set OMP_NUM_THREADS={threads}: torch would otherwise use every core.)
 
