@@ -114,7 +114,8 @@ def _sacct(run_id: str, settle: float = 30) -> list[dict]:
     deadline = time.monotonic() + settle
     while True:
         out = _slurm("sacct", "-X", "--parsable2", "--noheader", "--name", run_id,
-                     "--starttime", start, "-o", "JobIDRaw,State,Partition,Elapsed,AllocTRES%200,Comment%300")
+                     "--starttime", start,
+                     "-o", "JobIDRaw,State,Partition,Elapsed,AllocTRES%200,Comment%300")
         rows = [dict(zip(("id", "state", "partition", "elapsed", "tres", "comment"),
                          line.split("|", 5)))
                 for line in out.splitlines() if line]
@@ -182,7 +183,8 @@ def test_every_non_local_job_ran_as_a_slurm_job_and_the_tables_appear(project):
     assert all("cpu=1," in r["tres"] for r in rows), rows
     md = (project["results"] / "tables" / "ppl.md").read_text().splitlines()
     assert md[0] == "| Model | Method | tiny.txt |"
-    assert [line.split("|")[2].strip() for line in md if line.startswith("| llama |")] == ["Dense", "Magnitude", "Wanda"]
+    methods = [line.split("|")[2].strip() for line in md if line.startswith("| llama |")]
+    assert methods == ["Dense", "Magnitude", "Wanda"]
     assert (project["results"] / "tables" / "ppl.csv").is_file()
 
 
@@ -211,9 +213,9 @@ def test_a_job_cancelled_while_running_is_retried_and_nothing_half_written_count
     ckpt = results / "models" / "tiny" / "wanda-u50"
     before_ckpt = _digest(ckpt)
     before_csv = (results / "tables" / "ppl.csv").read_text()
-    # rerun both prune jobs and what depends on them; cancel the first one SLURM starts
-    proc = subprocess.Popen(_snakemake_cmd(project["work"], project["cf"], "--forcerun", "prune"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    # rerun one prune job and what depends on it; cancel it once SLURM runs it
+    cmd = _snakemake_cmd(project["work"], project["cf"], "--forcerun", str(ckpt))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env(), cwd=project["work"])
     try:
         jid = _wait_running("prune")
@@ -244,7 +246,10 @@ def test_a_job_asking_for_more_memory_than_the_node_has_fails_naming_it(project,
     cf = write_config(tmp_path / "config.yaml", cfg)
     too_much = 2 * _node_mem_mb()
     # (a second --set-resources replaces the first: calib asks for twice the node's memory)
-    rc, out = _run(tmp_path, cf, "--set-resources", f"calib:mem_mb={too_much}", timeout=300)
+    calib = next((project["results"] / "calib").rglob("*.pt"))
+    target = str(tmp_path / "results" / calib.relative_to(project["results"]))
+    rc, out = _run(tmp_path, cf, target, "--set-resources", f"calib:mem_mb={too_much}",
+                   timeout=300)
     assert rc != 0
     assert "SLURM sbatch failed" in out and "Memory specification can not be satisfied" in out
     assert f"--mem {too_much}" in out
@@ -266,9 +271,11 @@ def test_gpu_jobs_ask_slurm_for_a_gpu_and_get_its_device_even_without_accounting
     """device: cuda with accounting off (slurmdbd stopped): the squeue status command still
     follows the job; prune goes to the profile's `gpu` partition with --gpus=1, and inside it
     apt.gpu runs on the device SLURM put in CUDA_VISIBLE_DEVICES (the submitting side has none).
-    apt prune then fails for want of a real CUDA device: the run must end, not hang."""
+    apt prune then fails for want of a real CUDA device: the run must end, not hang. Following
+    the jobs with sacct instead is refused at start (apt.cluster)."""
     cfg = copy.deepcopy(project["cfg"])
-    cfg.update(results=str(tmp_path / "results"), device="cuda", methods=["magnitude"])
+    cfg.update(results=str(tmp_path / "results"), device="cuda", methods=["magnitude"],
+               threads=2)
     cf = write_config(tmp_path / "config.yaml", cfg)
     target = str(tmp_path / "results" / "models" / "tiny" / "magnitude-u50")
     # the calibration set of the first run (the same file): only the prune job runs
@@ -281,6 +288,10 @@ def test_gpu_jobs_ask_slurm_for_a_gpu_and_get_its_device_even_without_accounting
     try:
         assert subprocess.run(["sacct", "-X", "-n"], capture_output=True,
                               timeout=60).returncode != 0, "accounting should be off"
+        # following jobs with sacct now would hang: refused at start, before any submission
+        rc, refused = _run(tmp_path, cf, target, "--slurm-status-command", "sacct", timeout=300)
+        assert rc != 0 and "SLURM accounting does not answer" in refused, refused[-3000:]
+        assert "has been submitted with SLURM jobid" not in refused
         rc, out = _run(tmp_path, cf, target, "--retries", "0", "--verbose", timeout=600)
     finally:
         subprocess.run(["bash", str(SETUP), "accounting", "on"], check=True, env=cluster["env"],
@@ -289,6 +300,7 @@ def test_gpu_jobs_ask_slurm_for_a_gpu_and_get_its_device_even_without_accounting
     calls = _sbatch_calls(out)
     assert set(calls) == {"prune"}, out[-4000:]
     assert " -p gpu" in calls["prune"] and " --gpus=1" in calls["prune"]
+    assert "--cpus-per-task=2" in calls["prune"]   # the config's threads
     log = (tmp_path / "results" / "logs" / "prune" / "tiny" / "magnitude-u50.log").read_text()
     assert "apt.gpu: running on GPU 0" in log, log[-2000:]
     assert not Path(target).exists()

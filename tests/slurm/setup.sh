@@ -15,7 +15,7 @@
 # while it runs: commands inside a job find the config only there (the jobstep executor plugin
 # drops SLURM_CONF from a job step's environment); a machine with a slurm.conf of its own there
 # is left alone and the script exits with status 3, as it does where SLURM cannot be installed
-# (not root, no apt-get). Runs of this script must not overlap (tests/test_slurm.py holds a lock).
+# (not root, no apt-get, apt-get failing). Runs of this script must not overlap (tests/test_slurm.py holds a lock).
 set -euo pipefail
 
 DIR=${APT_SLURM_DIR:-/var/tmp/apt-slurm}
@@ -50,9 +50,11 @@ install() {
     log "installing $todo"
     local t0=$SECONDS
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2
     # shellcheck disable=SC2086
-    apt-get install -y -q --no-install-recommends $todo >&2
+    if ! { apt-get update -q && apt-get install -y -q --no-install-recommends $todo; } >&2; then
+        log "cannot install $todo: apt-get failed (see above)"
+        return 3
+    fi
     log "installed in $((SECONDS - t0)) s"
 }
 

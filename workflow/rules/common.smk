@@ -199,3 +199,21 @@ wildcard_constraints:
     nsamples=r"\d+",
     seqlen=r"\d+",
     seed=r"\d+",
+
+
+# Under the SLURM executor: refuse a cluster where the plugin could not follow its jobs (the
+# run would wait forever), name the risky ones (apt.cluster).
+onstart:
+    plugin = workflow.executor_plugin
+    if plugin is not None and plugin.name == "slurm":
+        from apt.cluster import check_job_tracking, sacct_probe, scontrol_show_config
+        from apt.errors import AptError
+
+        settings = workflow.executor_settings
+        try:
+            for warning in check_job_tracking(settings.status_command,
+                                              settings.init_seconds_before_status_checks,
+                                              scontrol_show_config(), sacct_probe):
+                print(f"Warning: {warning}", file=sys.stderr)
+        except AptError as exc:
+            raise WorkflowError(str(exc))
