@@ -171,6 +171,10 @@ link_conf() {
 
 start() {
     install
+    if [ "$(id -u)" != 0 ]; then
+        log "starting the test cluster needs root (its daemons run as root)"
+        return 3
+    fi
     stop 2>/dev/null || true
     write_configs
     link_conf
