@@ -63,6 +63,23 @@ def test_profiles_dry_run(tmp_path, profile):
         assert all("slurm_partition=gpu" in b for b in prune_jobs)
 
 
+def test_slurm_profile_keeps_a_cpu_config_off_the_gpu_partition_and_its_threads(tmp_path):
+    cfg = load_config("config.yaml")
+    cfg["threads"] = 3
+    # (a dry run caps threads at --cores, 1 unless given; a SLURM run does not)
+    res = snakemake(tmp_path, "-n", "-p", "--cores", "64", "--profile",
+                    str(ROOT / "profiles" / "slurm"),
+                    configfile=write_config(tmp_path / "cpu.yaml", cfg))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    jobs = [b for b in out.split("\nrule ") if b.split(":")[0] in ("calib", "prune", "ppl",
+                                                                    "zeroshot")]
+    assert jobs and all("slurm_partition=cpu" in b for b in jobs)
+    assert "slurm_partition=gpu" not in out and "gpu=" not in out
+    model_jobs = [b for b in jobs if not b.startswith("calib:")]
+    assert model_jobs and all("OMP_NUM_THREADS=3 " in b for b in model_jobs)
+
+
 def test_lint_reports_nothing(tmp_path):
     res = snakemake(tmp_path, "--lint", configfile=ROOT / "config" / "config.yaml")
     assert res.returncode == 0

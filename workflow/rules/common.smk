@@ -92,7 +92,10 @@ def apt_command(sub, model_job=False):
 SHARED_CODE = ("models", "data", "provenance.py", "io.py")
 PRUNE_CODE = code_version("pruning", "engine", "commands/prune.py", *SHARED_CODE)
 EVAL_CODE = code_version("eval", "commands/eval.py", *SHARED_CODE)
-GPU_RESOURCES = {"gpu": 1} if CUDA else {}
+# On SLURM (profiles/slurm) GPU jobs go to the profile's gpu_partition; a CPU config sends
+# every job to the default partition.
+GPU_RESOURCES = ({"gpu": 1, **({"slurm_partition": config["gpu_partition"]}
+                               if config["gpu_partition"] else {})} if CUDA else {})
 THREADS = config["threads"]
 # (Model jobs set OMP_NUM_THREADS={threads}: torch would otherwise use every core.)
 
@@ -199,3 +202,21 @@ wildcard_constraints:
     nsamples=r"\d+",
     seqlen=r"\d+",
     seed=r"\d+",
+
+
+# Under the SLURM executor: refuse a cluster where the plugin could not follow its jobs (the
+# run would wait forever), name the risky ones (apt.cluster).
+onstart:
+    plugin = workflow.executor_plugin
+    if plugin is not None and plugin.name == "slurm":
+        from apt.cluster import check_job_tracking, sacct_probe, scontrol_show_config
+        from apt.errors import AptError
+
+        settings = workflow.executor_settings
+        try:
+            for warning in check_job_tracking(settings.status_command,
+                                              settings.init_seconds_before_status_checks,
+                                              scontrol_show_config(), sacct_probe):
+                print(f"Warning: {warning}", file=sys.stderr)
+        except AptError as exc:
+            raise WorkflowError(str(exc))
