@@ -251,3 +251,20 @@ def test_apt_damping_follows_each_layers_inputs_and_the_calibration_tokens(tiny_
                             PruneSettings(method="apt", sparsity=0.5, percdamp=0.3),
                             progress=False)
     assert {rec["info"]["percdamp_used"] for rec in report["modules"]} == {0.3}
+
+
+@pytest.mark.slow
+def test_gemma3_sequential_forward_equals_full_model_past_its_window():
+    """The real Gemma-3-270M, on more tokens than its 512-token sliding window."""
+    from apt.data.sources import offline_model_dir
+
+    path = offline_model_dir("gemma3-270m")
+    if not (path / "config.json").is_file():
+        pytest.skip("offline Gemma asset absent (run `apt assets --only gemma3`)")
+    model, _, adapter = _load(path)
+    assert model.config.sliding_window < 544
+    ids = torch.randint(0, model.config.vocab_size, (1, 544),
+                        generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model(ids).logits
+    torch.testing.assert_close(sequential_logits(model, adapter, ids), full, rtol=1e-4, atol=1e-4)

@@ -68,6 +68,11 @@ class Adapter:
             out[name] = module
         return out
 
+    def block_kinds(self, model: nn.Module) -> list[str] | None:
+        """Per block, the kind of arguments the model passes it (e.g. sliding-window or global
+        attention: another mask and rotary table), or None when every block gets the same."""
+        return None
+
     def input_taps(self, block: nn.Module) -> dict[str, tuple[nn.Module, TapFn]]:
         """Prunable layers whose input must be read from another module's forward (default none)."""
         return {}
