@@ -268,3 +268,20 @@ def test_gemma3_sequential_forward_equals_full_model_past_its_window():
     with torch.no_grad():
         full = model(ids).logits
     torch.testing.assert_close(sequential_logits(model, adapter, ids), full, rtol=1e-4, atol=1e-4)
+
+
+def test_pruned_checkpoint_carries_the_licence_files_of_its_source(tiny_model_dir, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_model_dir("gemma3"), src)
+    (src / "NOTICE").write_text("Gemma is provided under and subject to the Gemma Terms of Use\n")
+    (src / "GEMMA_TERMS_OF_USE.html").write_text("<html>terms</html>")
+    (src / "notes.txt").write_text("not a licence")
+    model, tok, adapter = _load(src)
+    report, _ = prune_model(model, adapter, _ids(), PruneSettings(method="magnitude", sparsity=0.5),
+                            progress=False)
+    out = save_checkpoint(model, tok, tmp_path / "out", report)
+    for name in ("NOTICE", "GEMMA_TERMS_OF_USE.html"):
+        assert (out / name).read_bytes() == (src / name).read_bytes()
+    assert not (out / "notes.txt").exists()
