@@ -285,3 +285,13 @@ def test_pruned_checkpoint_carries_the_licence_files_of_its_source(tiny_model_di
     for name in ("NOTICE", "GEMMA_TERMS_OF_USE.html"):
         assert (out / name).read_bytes() == (src / name).read_bytes()
     assert not (out / "notes.txt").exists()
+
+
+def test_gemma3_head_applies_the_final_soft_capping(tiny_model_dir):
+    model, _, adapter = _load(tiny_model_dir("gemma3"))
+    model.config.final_logit_softcapping = 0.5
+    ids = _ids()
+    with torch.no_grad():
+        full = model(ids).logits
+    assert full.abs().max() <= 0.5
+    torch.testing.assert_close(sequential_logits(model, adapter, ids), full, rtol=1e-5, atol=1e-5)

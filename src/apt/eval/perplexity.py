@@ -38,13 +38,15 @@ import torch.nn.functional as F
 
 from apt.data.tokens import cached, encode, tokenizer_fingerprint
 from apt.errors import AptError
+from apt.models.base import final_softcap
 
 
 #: datasets whose token stream the references cut to ``C4_WINDOWS * seqlen`` tokens
 C4_WINDOWS = 256
 CUT_DATASETS = ("c4",)
-#: most logits (floats) held at once per slice of positions: 2**26 floats = 256 MiB in float32
-LOGIT_BUDGET = 1 << 26
+#: most logits (floats) held at once per slice of positions: 2**24 floats = 64 MiB in float32
+#: (and as much again for their log-softmax); 64 positions of Gemma 3's vocabulary, 341 of SmolLM2's
+LOGIT_BUDGET = 1 << 24
 
 
 def model_context(model) -> int | None:
@@ -112,16 +114,14 @@ def chunked_window_nlls(model, windows: torch.Tensor, budget: int = LOGIT_BUDGET
     finally:
         handle.remove()
     b, length = windows.shape
-    cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+    config = getattr(model, "config", None)
     vocab = head.weight.shape[0] if hasattr(head, "weight") else model.config.vocab_size
     step = max(1, budget // (b * vocab))
     labels = windows[:, 1:].to(hidden.device)
     sums = torch.zeros(b, dtype=torch.float64, device=hidden.device)
     for start in range(0, length - 1, step):   # position t predicts token t + 1
         end = min(start + step, length - 1)
-        logits = head(hidden[:, start:end]).float()
-        if cap is not None:
-            logits = torch.tanh(logits / cap) * cap
+        logits = final_softcap(config, head(hidden[:, start:end])).float()
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                               labels[:, start:end].reshape(-1), reduction="none")
         sums += nll.view(b, end - start).double().sum(dim=1)

@@ -33,6 +33,13 @@ def get_path(root: nn.Module, path: str) -> nn.Module | None:
     return obj
 
 
+def final_softcap(config, logits: torch.Tensor) -> torch.Tensor:
+    """``cap * tanh(logits / cap)`` where the config has a ``final_logit_softcapping`` (Gemma 2
+    and 3 models may), the logits unchanged otherwise: what those models do after their head."""
+    cap = getattr(config, "final_logit_softcapping", None)
+    return logits if cap is None else torch.tanh(logits / cap) * cap
+
+
 @dataclass(frozen=True)
 class Adapter:
     family: str

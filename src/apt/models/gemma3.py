@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from apt.models.base import Adapter
+from apt.models import llama
+from apt.models.base import Adapter, final_softcap
 
 
 @dataclass(frozen=True)
@@ -24,23 +25,9 @@ class Gemma3Adapter(Adapter):
 
     def head(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm and LM head, then the final logit soft-capping when the config has one."""
-        logits = super().head(model, hidden)
-        cap = getattr(model.config, "final_logit_softcapping", None)
-        if cap is not None:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
+        return final_softcap(model.config, super().head(model, hidden))
 
 
-ADAPTER = Gemma3Adapter(
-    family="gemma3",
-    model_types=("gemma3_text",),
-    blocks_path="model.layers",
-    pre_paths=("model.embed_tokens", "model.rotary_emb"),
-    head_paths=("model.norm", "lm_head"),
-    groups=(
-        ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-        ("self_attn.o_proj",),
-        ("mlp.gate_proj", "mlp.up_proj"),
-        ("mlp.down_proj",),
-    ),
-)
+# The module names are LLaMA's (model.layers, self_attn.q_proj, ..., mlp.down_proj, model.norm).
+ADAPTER = Gemma3Adapter(**{**vars(llama.ADAPTER), "family": "gemma3",
+                           "model_types": ("gemma3_text",)})
