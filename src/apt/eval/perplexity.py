@@ -44,9 +44,10 @@ from apt.models.base import final_softcap
 #: datasets whose token stream the references cut to ``C4_WINDOWS * seqlen`` tokens
 C4_WINDOWS = 256
 CUT_DATASETS = ("c4",)
-#: most logits (floats) held at once per slice of positions: 2**24 floats = 64 MiB in float32
-#: (and as much again for their log-softmax); 64 positions of Gemma 3's vocabulary, 341 of SmolLM2's
-LOGIT_BUDGET = 1 << 24
+#: most logits (floats) held at once per slice of positions: 2**26 floats = 256 MiB in float32
+#: (and as much again for their log-softmax); 256 positions of Gemma 3's vocabulary, 1365 of
+#: SmolLM2's. Smaller slices cost time: each one reads the whole output matrix again.
+LOGIT_BUDGET = 1 << 26
 
 
 def model_context(model) -> int | None:
