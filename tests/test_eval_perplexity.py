@@ -65,7 +65,7 @@ def test_max_windows_and_reference_convention():
     assert res["ppl"] == pytest.approx(ref, rel=1e-9)
 
 
-@pytest.mark.parametrize("fam", ["llama", "opt", "gpt2", "mamba"])
+@pytest.mark.parametrize("fam", ["llama", "opt", "gpt2", "mamba", "gemma3"])
 def test_equals_transformers_loss(tiny_model_dir, tiny_text_file, fam):
     from apt.models import load_model
 
@@ -159,3 +159,38 @@ def test_a_device_other_than_the_models_is_refused_with_what_to_do(tiny_model_di
         perplexity(model, ids, seqlen=64, device="meta", progress=False)
     # the model's own device, named or not, is fine
     assert perplexity(model, ids, seqlen=64, device="cpu", progress=False)["windows"] == 2
+
+
+@pytest.mark.parametrize("fam", ["llama", "opt", "gpt2", "mamba", "gemma3"])
+@pytest.mark.parametrize("positions", [1, 5, 64])
+def test_chunked_loss_equals_the_loss_from_full_logits(tiny_model_dir, fam, positions):
+    """Slices of 1, 5 (uneven) or all positions give the NLLs of the full logits."""
+    from apt.eval.perplexity import chunked_window_nlls, window_nlls
+    from apt.models import load_model
+
+    model, _ = load_model(str(tiny_model_dir(fam)))
+    windows = torch.randint(0, 300, (3, 16), generator=torch.Generator().manual_seed(4))
+    vocab = model.get_output_embeddings().weight.shape[0]
+    with torch.no_grad():
+        full = window_nlls(model(input_ids=windows).logits, windows)
+        chunked = chunked_window_nlls(model, windows, budget=positions * 3 * vocab)
+        again = model(input_ids=windows).logits  # the stop at the output layer is gone
+    torch.testing.assert_close(chunked, full, rtol=1e-6, atol=1e-6)
+    assert again.shape == (3, 16, vocab)
+
+
+def test_chunked_loss_applies_the_final_soft_capping(tiny_model_dir):
+    from apt.eval.perplexity import chunked_window_nlls, window_nlls
+    from apt.models import load_model
+
+    model, _ = load_model(str(tiny_model_dir("gemma3")))
+    model.config.final_logit_softcapping = 0.5  # small enough to change every NLL
+    windows = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        capped = window_nlls(model(input_ids=windows).logits, windows)
+        chunked = chunked_window_nlls(model, windows, budget=4 * 2 * model.config.vocab_size)
+    model.config.final_logit_softcapping = None
+    with torch.no_grad():
+        plain = window_nlls(model(input_ids=windows).logits, windows)
+    torch.testing.assert_close(chunked, capped, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(capped, plain)

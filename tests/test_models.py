@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from apt.errors import AptError
 from apt.models import adapter_for, load_model, supported_model_types
-from tiny_models import FAMILIES
+from tiny_models import FAMILIES, make_config
 
 
 def test_every_family_has_an_adapter(tiny_model_dir, family):
@@ -118,6 +118,37 @@ def test_unsupported_architecture_names_supported_ones(tiny_model_dir, tmp_path)
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(AptError, match="unsupported architecture") as err:
         load_model(str(d), require_adapter=True)
-    for t in ("llama", "opt", "gpt2", "mamba", "qwen2", "mistral"):
+    for t in ("llama", "opt", "gpt2", "mamba", "qwen2", "mistral", "gemma3_text"):
         assert t in str(err.value)
-    assert set(FAMILIES) <= set(supported_model_types())
+    assert {make_config(f, 320).model_type for f in FAMILIES} <= set(supported_model_types())
+
+
+def test_every_linear_of_a_block_is_prunable(tiny_model_dir, family):
+    """No linear layer of a block is left out (Gemma 3's norms and scaled embedding are not linear)."""
+    from torch import nn
+
+    model, _ = load_model(str(tiny_model_dir(family)))
+    adapter = adapter_for(model)
+    for block in adapter.blocks(model):
+        prunable = {id(m) for m in adapter.prunable(block).values()}
+        linears = {id(m) for m in block.modules() if isinstance(m, nn.Linear)}
+        assert linears <= prunable
+
+
+def test_gemma3_blocks_get_the_mask_and_rotary_table_of_their_kind(tiny_model_dir):
+    """The capture records what the model passes its first sliding and its first global block;
+    the two differ (window mask vs causal mask, local vs global rotary base)."""
+    from apt.engine.capture import _equal, capture_block_inputs
+
+    model, _ = load_model(str(tiny_model_dir("gemma3")))
+    adapter = adapter_for(model)
+    kinds = model.config.layer_types
+    assert kinds == ["sliding_attention", "full_attention"] and model.config.sliding_window < 16
+    ids = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(0))
+    inputs = capture_block_inputs(model, adapter, ids, "cpu")
+    assert inputs.kinds == kinds and set(inputs.by_kind) == set(kinds)
+    sliding, full = (inputs.by_kind[k][1][0] for k in kinds)
+    assert not _equal(sliding["position_embeddings"], full["position_embeddings"])
+    assert not _equal(sliding["attention_mask"], full["attention_mask"])
+    # every block's forward is restored after the capture
+    assert all("forward" not in vars(b) for b in adapter.blocks(model))

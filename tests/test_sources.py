@@ -20,9 +20,10 @@ def _write_docs(path, docs):
     path.write_text("\n\n".join(docs) + "\n")
 
 
-def test_offline_model_missing_says_run_assets(resources):
-    with pytest.raises(AptError, match="apt assets --only model"):
-        sources.resolve_model("smollm2-135m")
+@pytest.mark.parametrize("name,asset", [("smollm2-135m", "model"), ("gemma3-270m", "gemma3")])
+def test_offline_model_missing_says_run_assets(resources, name, asset):
+    with pytest.raises(AptError, match=f"apt assets --only {asset}` first"):
+        sources.resolve_model(name)
 
 
 def test_offline_model_resolves_to_resources(resources):

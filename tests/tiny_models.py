@@ -16,7 +16,7 @@ TINY_TEXT = (
     "Calibration data gives the inputs of every layer; the Hessian of a layer is built from them. "
 ) * 4
 
-FAMILIES = ("llama", "opt", "gpt2", "mamba", "qwen2")
+FAMILIES = ("llama", "opt", "gpt2", "mamba", "qwen2", "gemma3")
 
 
 def make_tokenizer(vocab_size: int = 320):
@@ -56,6 +56,17 @@ def make_config(family: str, vocab_size: int, hidden: int = 64, layers: int = 2,
     if family == "mamba":
         return tf.MambaConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                               state_size=8, expand=2, conv_kernel=4)
+    if family == "gemma3":
+        # sliding-window and global layers alternate; the window (8) is shorter than the test
+        # sequences, and the two kinds use different rotary bases, so a block given the other
+        # kind's mask or rotary table computes something else
+        return tf.Gemma3TextConfig(vocab_size=vocab_size, hidden_size=hidden,
+                                   intermediate_size=2 * hidden, num_hidden_layers=layers,
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                   query_pre_attn_scalar=16, sliding_window=8,
+                                   layer_types=["sliding_attention", "full_attention"]
+                                   * (layers // 2) + ["sliding_attention"] * (layers % 2),
+                                   max_position_embeddings=max_positions)
     raise ValueError(f"unknown tiny family {family!r}; known: {FAMILIES}")
 
 

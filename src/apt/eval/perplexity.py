@@ -16,6 +16,14 @@ NLLs in float64 from float32 log-probabilities, whatever the model's dtype).
 The stream is the dataset's text tokenized once, as the references do (the tokenizer's default
 special tokens: a LLaMA tokenizer puts one BOS at the very start of the stream, none per window).
 For the hub C4 set the stream is cut to ``256 * seqlen`` tokens, as in the references.
+
+Memory: the logits of a batch are ``batch x seqlen x vocab`` floats, 0.5 GB for one window of
+512 tokens of Gemma 3's 262k-token vocabulary and 2 GB at 2048, more than the rest of a small
+model's forward. So the model's forward is stopped at its output layer (``lm_head``, found by
+``get_output_embeddings``), and the logits and their token NLLs are computed from its input
+hidden states a slice of positions at a time, each slice at most :data:`LOGIT_BUDGET` floats
+(:func:`chunked_window_nlls`; any final soft-capping of the logits, as in Gemma 2, applied per
+slice). A model without a findable output layer falls back to its full logits.
 """
 
 from __future__ import annotations
@@ -30,11 +38,16 @@ import torch.nn.functional as F
 
 from apt.data.tokens import cached, encode, tokenizer_fingerprint
 from apt.errors import AptError
+from apt.models.base import final_softcap
 
 
 #: datasets whose token stream the references cut to ``C4_WINDOWS * seqlen`` tokens
 C4_WINDOWS = 256
 CUT_DATASETS = ("c4",)
+#: most logits (floats) held at once per slice of positions: 2**26 floats = 256 MiB in float32
+#: (and as much again for their log-softmax); 256 positions of Gemma 3's vocabulary, 1365 of
+#: SmolLM2's. Smaller slices cost time: each one reads the whole output matrix again.
+LOGIT_BUDGET = 1 << 26
 
 
 def model_context(model) -> int | None:
@@ -69,6 +82,52 @@ def window_nlls(logits: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
     nll = F.cross_entropy(logits.reshape(-1, vocab).float(), labels.reshape(-1),
                           ignore_index=-100, reduction="none")
     return nll.view(b, length).double().sum(dim=1)
+
+
+class _HeadInput(Exception):
+    def __init__(self, hidden: torch.Tensor):
+        self.hidden = hidden
+
+
+def _output_layer(model):
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    return head if isinstance(head, torch.nn.Module) else None
+
+
+def chunked_window_nlls(model, windows: torch.Tensor, budget: int = LOGIT_BUDGET) -> torch.Tensor:
+    """What :func:`window_nlls` gives for the model's logits of ``windows`` (B, L), with at most
+    ``budget`` logits in memory at once (see the module docstring)."""
+    head = _output_layer(model)
+    if head is None:
+        return window_nlls(model(input_ids=windows, use_cache=False).logits, windows)
+
+    def stop(_module, args):
+        raise _HeadInput(args[0])
+
+    handle = head.register_forward_pre_hook(stop)
+    try:
+        out = model(input_ids=windows, use_cache=False)
+    except _HeadInput as got:
+        hidden = got.hidden
+    else:  # the output layer was not called through its forward: use the logits as they are
+        return window_nlls(out.logits, windows)
+    finally:
+        handle.remove()
+    b, length = windows.shape
+    config = getattr(model, "config", None)
+    vocab = head.weight.shape[0] if hasattr(head, "weight") else model.config.vocab_size
+    step = max(1, budget // (b * vocab))
+    labels = windows[:, 1:].to(hidden.device)
+    sums = torch.zeros(b, dtype=torch.float64, device=hidden.device)
+    for start in range(0, length - 1, step):   # position t predicts token t + 1
+        end = min(start + step, length - 1)
+        logits = final_softcap(config, head(hidden[:, start:end])).float()
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                              labels[:, start:end].reshape(-1), reduction="none")
+        sums += nll.view(b, end - start).double().sum(dim=1)
+        del logits, nll
+    return sums
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -118,9 +177,7 @@ def perplexity(model, input_ids: torch.Tensor, seqlen: int, batch_size: int = 1,
         bar = tqdm(total=n, desc=f"ppl (seqlen {seqlen})", unit="win", disable=not progress)
         for i in range(0, n, batch_size):
             batch = windows[i:i + batch_size].to(device)
-            logits = model(input_ids=batch, use_cache=False).logits
-            sums[i:i + batch.shape[0]] = window_nlls(logits, batch).cpu()
-            del logits
+            sums[i:i + batch.shape[0]] = chunked_window_nlls(model, batch).cpu()
             bar.update(batch.shape[0])
         bar.close()
     finally:
@@ -181,5 +238,5 @@ def evaluate_perplexity(model, tokenizer, dataset: str, seqlen: int, batch_size:
     return result
 
 
-__all__ = ["perplexity", "window_nlls", "model_context", "check_window", "tokenize_text",
+__all__ = ["perplexity", "window_nlls", "chunked_window_nlls", "LOGIT_BUDGET", "model_context", "check_window", "tokenize_text",
            "dataset_tokens", "evaluate_perplexity"]

@@ -11,6 +11,13 @@ Two sources of tasks, chosen per run (``source``):
 
 Results are keyed by the name the user asked for (``piqa``), whatever the source; the record says
 which lm-eval task ran (``apt_local_piqa`` or ``piqa``).
+
+Memory: lm-eval computes the logits of a whole batch of requests and their log-softmax, two
+``batch x padded length x vocab`` tensors, which dominate for a large vocabulary (Gemma 3's
+262k tokens: 1 GiB per 1024 request tokens in float32). An integer batch size is therefore
+capped (:func:`bounded_batch_size`) so that a batch of :data:`ZS_TOKENS`-token requests holds at
+most :data:`ZS_LOGIT_BUDGET` floats in each tensor: at most 2 requests per batch for Gemma-3-270M,
+10 for SmolLM2. Longer requests scale it linearly.
 """
 
 from __future__ import annotations
@@ -34,6 +41,18 @@ PLACEHOLDER = "@APT_TASK_DATA@"
 #: bootstrap resamples for stderr of non-mean metrics (lambada perplexity); lm-eval's default of
 #: 100000 takes minutes on a small machine, and accuracy stderrs do not use it
 BOOTSTRAP_ITERS = 1000
+#: floats in one batch's logits (and again in their log-softmax): 2**28 = 1 GiB in float32
+ZS_LOGIT_BUDGET = 1 << 28
+#: request length (context + continuation, tokens) that the batch-size cap assumes
+ZS_TOKENS = 512
+
+
+def bounded_batch_size(batch_size: int | str, vocab_size: int) -> int | str:
+    """``batch_size`` capped so that ``batch x ZS_TOKENS x vocab`` is within ``ZS_LOGIT_BUDGET``
+    (lm-eval's ``"auto"`` is passed on: it searches for a size that fits by itself)."""
+    if not isinstance(batch_size, int):
+        return batch_size
+    return max(1, min(batch_size, ZS_LOGIT_BUDGET // (ZS_TOKENS * vocab_size)))
 
 
 def default_data_dir() -> Path:
@@ -160,7 +179,13 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], limit: int | float | N
             if unknown:
                 raise AptError(f"unknown lm-eval task(s) {', '.join(unknown)}; local copies: "
                                f"{', '.join(LOCAL_TASKS)}; see `lm_eval ls tasks` for the rest")
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        vocab = getattr(model.get_output_embeddings(), "out_features", model.config.vocab_size)
+        bounded = bounded_batch_size(batch_size, vocab)
+        if bounded != batch_size:
+            log.warning("zero-shot batch size %s capped to %s for the %d-token vocabulary (at "
+                        "most %d logits per batch of %d-token requests)", batch_size, bounded,
+                        vocab, ZS_LOGIT_BUDGET, ZS_TOKENS)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=bounded)
         results = simple_evaluate(model=lm, tasks=list(mapping.values()), task_manager=manager,
                                   limit=limit, bootstrap_iters=bootstrap_iters, log_samples=False,
                                   num_fewshot=None)
@@ -170,12 +195,13 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], limit: int | float | N
     return {
         "tasks": summarize(results, mapping),
         "task_source": used,
-        "lm_eval_config": {k: cfg.get(k) for k in ("batch_size", "limit", "bootstrap_iters",
-                                                   "random_seed", "numpy_seed", "torch_seed",
-                                                   "fewshot_seed")},
+        "lm_eval_config": {**{k: cfg.get(k) for k in ("limit", "bootstrap_iters", "random_seed",
+                                                      "numpy_seed", "torch_seed", "fewshot_seed")},
+                           "batch_size": bounded},  # lm-eval records None for a model object
         "seconds": time.perf_counter() - start,
     }
 
 
-__all__ = ["LOCAL_TASKS", "LOCAL_PREFIX", "SOURCES", "evaluate_zeroshot", "resolve_tasks",
+__all__ = ["LOCAL_TASKS", "LOCAL_PREFIX", "SOURCES", "ZS_LOGIT_BUDGET", "ZS_TOKENS",
+           "bounded_batch_size", "evaluate_zeroshot", "resolve_tasks",
            "render_local_tasks", "summarize", "parse_tasks", "has_local_data", "default_data_dir"]

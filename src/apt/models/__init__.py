@@ -1,5 +1,5 @@
-"""Model families: one adapter per family (``llama``, ``opt``, ``gpt2``, ``mamba``) and loading
-by source.
+"""Model families: one adapter per family (``llama``, ``opt``, ``gpt2``, ``mamba``, ``gemma3``)
+and loading by source.
 
 INTERFACE (stable): ``load_model(source, dtype=torch.float32, device="cpu") -> (model, tokenizer)``
 where ``source`` is anything :func:`apt.data.sources.resolve_model` accepts; problems a user can

@@ -33,6 +33,13 @@ def get_path(root: nn.Module, path: str) -> nn.Module | None:
     return obj
 
 
+def final_softcap(config, logits: torch.Tensor) -> torch.Tensor:
+    """``cap * tanh(logits / cap)`` where the config has a ``final_logit_softcapping`` (Gemma 2
+    and 3 models may), the logits unchanged otherwise: what those models do after their head."""
+    cap = getattr(config, "final_logit_softcapping", None)
+    return logits if cap is None else torch.tanh(logits / cap) * cap
+
+
 @dataclass(frozen=True)
 class Adapter:
     family: str
@@ -67,6 +74,11 @@ class Adapter:
                 raise TypeError(f"{self.family}: block has no module {name!r}")
             out[name] = module
         return out
+
+    def block_kinds(self, model: nn.Module) -> list[str] | None:
+        """Per block, the kind of arguments the model passes it (e.g. sliding-window or global
+        attention: another mask and rotary table), or None when every block gets the same."""
+        return None
 
     def input_taps(self, block: nn.Module) -> dict[str, tuple[nn.Module, TapFn]]:
         """Prunable layers whose input must be read from another module's forward (default none)."""

@@ -4,10 +4,11 @@ entry in :data:`FAMILIES`."""
 from __future__ import annotations
 
 from apt.errors import AptError
-from apt.models import gpt2, llama, mamba, opt
+from apt.models import gemma3, gpt2, llama, mamba, opt
 from apt.models.base import Adapter
 
-FAMILIES: tuple[Adapter, ...] = (llama.ADAPTER, opt.ADAPTER, gpt2.ADAPTER, mamba.ADAPTER)
+FAMILIES: tuple[Adapter, ...] = (llama.ADAPTER, opt.ADAPTER, gpt2.ADAPTER, mamba.ADAPTER,
+                                 gemma3.ADAPTER)
 
 ADAPTERS: dict[str, Adapter] = {t: a for a in FAMILIES for t in a.model_types}
 
