@@ -8,7 +8,7 @@ evaluation added. ``sliced`` is the default path (:data:`apt.eval.perplexity.LOG
 logits at a time), ``full`` the same computation with one slice holding every position. The
 per-window NLL sums of the two are recorded side by side.
 
-    python benchmarks/ppl_memory.py --model gemma3-270m --dataset wiki --seqlens 512,2048 \\
+    python -m benchmarks.ppl_memory --model gemma3-270m --dataset wiki --seqlens 512,2048 \\
         [--windows 1] [--out results/benchmarks/ppl_memory_gemma3.json]
 """
 
@@ -72,7 +72,7 @@ def main() -> None:
     runs = []
     for seqlen in (int(s) for s in args.seqlens.split(",")):
         for mode in ("sliced", "full"):
-            cmd = [sys.executable, __file__, "--child", "--model", args.model, "--dataset",
+            cmd = [sys.executable, "-m", "benchmarks.ppl_memory", "--child", "--model", args.model, "--dataset",
                    args.dataset, "--windows", str(args.windows), "--threads", str(args.threads),
                    "--seqlen", str(seqlen), "--mode", mode]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
