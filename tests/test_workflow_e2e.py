@@ -24,7 +24,7 @@ def _tiny_config(model_dir, text_file):
         "datasets": {"tinytext": str(text_file)},
         "methods": ["wanda"],
         "patterns": [0.5, "2:4"],
-        "calibration": {"dataset": "tinytext", "nsamples": 4, "seqlen": 32, "seed": 0},
+        "calibration": {"dataset": "tinytext", "nsamples": 4, "seqlen": 32, "seeds": [0]},
         "eval": {"ppl": {"datasets": ["tinytext"], "seqlen": 32, "max_windows": 2}},
     }
 
@@ -64,7 +64,7 @@ def test_tables_plots_and_metrics_are_produced(project):
     ppl = summary["llama"]["wanda"]["2:4"]["ppl"]["tiny.txt"]
     assert ppl > 1
     # settings recorded next to the figures, from the commands themselves
-    report = json.loads((p / "results" / "models" / "tiny" / "wanda-2of4" / "prune_report.json").read_text())
+    report = json.loads((p / "results" / "models" / "tiny" / "wanda-2of4-s0" / "prune_report.json").read_text())
     assert report["settings"]["pattern"] == "2:4" and report["settings"]["method"] == "wanda"
     shown = _dvc(p, "metrics", "show")
     assert shown.returncode == 0 and f"{ppl:.5g}"[:4] in shown.stdout
@@ -101,7 +101,7 @@ def test_changing_one_sparsity_reruns_only_its_jobs(project):
     assert res.returncode == 0, out[-3000:]
     assert job_counts(out) == {"prune": 1, "ppl": 1, "report": 1, "all": 1, "total": 4}
     planned = planned_outputs(out)
-    assert "results/models/tiny/wanda-u60" in planned
+    assert "results/models/tiny/wanda-u60-s0" in planned
     assert not any("2of4" in f or "dense" in f or "/calib/" in f for f in planned)
 
 
@@ -115,8 +115,8 @@ def test_a_failing_job_leaves_no_finished_looking_output(project):
     assert res.returncode != 0
     models = p / "results" / "models" / "tiny"
     assert not any(d.name.startswith("magnitude") for d in models.iterdir())
-    assert not (p / "results" / "metrics" / "tiny" / "magnitude-u50").exists() or not any(
-        (p / "results" / "metrics" / "tiny" / "magnitude-u50").iterdir())
+    assert not (p / "results" / "metrics" / "tiny" / "magnitude-u50-s0").exists() or not any(
+        (p / "results" / "metrics" / "tiny" / "magnitude-u50-s0").iterdir())
     # Snakemake still sees the failed jobs as to do, and nothing else
     dry = snakemake(p, "-n", "--cores", "2", configfile=cf)
     counts = job_counts(dry.stdout + dry.stderr)
