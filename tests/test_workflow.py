@@ -79,6 +79,20 @@ def test_three_seeds_plan_one_calibration_and_checkpoint_per_seed_one_dense_eval
     assert "results/tables/gap.md" in planned   # sparsegpt, apt and dense are all there
 
 
+def test_seeds_by_pattern_gives_some_patterns_more_draws(tmp_path):
+    cfg = load_config("compare.yaml")
+    cfg["calibration"]["seeds"] = [0]
+    cfg["calibration"]["seeds_by_pattern"] = {"50%": [0, 1, 2], "2of4": [1]}   # any spelling
+    res = snakemake(tmp_path, "-n", "--cores", "2", configfile=write_config(tmp_path / "s.yaml", cfg))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    root = f"{cfg['results']}/models/smollm2-135m"
+    planned = {f for f in planned_outputs(out) if f.startswith(root)}
+    want = {"u50-s0", "u50-s1", "u50-s2", "2of4-s1", "4of8-s0", "u70-s0"}
+    assert planned == {f"{root}/{m}-{w}" for m in ("sparsegpt", "apt") for w in want}
+    assert job_counts(out)["calib"] == 3   # seeds 0, 1 and 2 are each drawn once
+
+
 def test_compare_config_is_the_e2e_benchmark_setting_as_a_dag(tmp_path):
     cfg = load_config("compare.yaml")
     assert cfg["calibration"] == {"dataset": "c4-sample", "nsamples": 16, "seqlen": 512,
@@ -139,6 +153,8 @@ def _bad(cfg_changes):
     ({"calibration.seeds": [0, -1]}, ["'calibration'", "'seeds'", "-1"]),
     ({"calibration.seeds": 3}, ["'calibration'", "'seeds'", "is not of type 'array'"]),
     ({"calibration.seed": 0}, ["calibration.seed", "calibration.seeds", "seeds: [0, 1, 2]"]),
+    ({"calibration.seeds_by_pattern": {"3:4": [1]}},
+     ["calibration.seeds_by_pattern.3:4", "not among the patterns"]),
 ])
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, changes, must_name):
     cfg = write_config(tmp_path / "bad.yaml", _bad(changes))
@@ -162,6 +178,7 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, changes, must_
     ({"calibration.seeds": [1, 1]}, ["calibration", "seeds"]),
     ({"calibration.seeds": []}, ["calibration", "seeds"]),
     ({"calibration.seeds": 0}, ["calibration", "seeds"]),
+    ({"calibration.seeds_by_pattern": {"2:4": [-2]}}, ["calibration", "seeds_by_pattern", "2:4", 0]),
 ])
 def test_schema_rejects_and_locates(changes, path):
     errors = list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(_bad(changes)))

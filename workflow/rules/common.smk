@@ -57,6 +57,24 @@ def pattern_flags(token):
     return f"--pattern unstructured --sparsity {t.sparsity!r}"
 
 
+def _pattern_seeds(cfg, targets):
+    """Pattern token -> its calibration seeds: calibration.seeds, or the pattern's entry in
+    calibration.seeds_by_pattern (keys spelled as patterns are, e.g. "50%" or "2:4")."""
+    calib = cfg["calibration"]
+    out = {t.token: list(calib.get("seeds", [0])) for t in targets}
+    for key, seeds in (calib.get("seeds_by_pattern") or {}).items():
+        where = f"calibration.seeds_by_pattern.{key}"
+        try:
+            token = parse_target(key).token
+        except ValueError as exc:
+            _config_error(where, str(exc))
+        if token not in out:
+            _config_error(where, f"{key!r} is not among the patterns "
+                          f"{cfg['patterns']}; add it there or remove this entry")
+        out[token] = list(seeds)
+    return out
+
+
 TARGETS = _targets(config)
 _check_config(config)
 
@@ -68,14 +86,16 @@ MODELS = config["models"]
 METHODS = config["methods"]
 PATTERNS = [t.token for t in TARGETS]
 CALIB = config["calibration"]
-SEEDS = CALIB.get("seeds", [0])   # calibration draws: one calibration set and pruned model each
+# Calibration draws per pattern token: one calibration set per seed, one pruned model per
+# method, pattern and seed.
+PATTERN_SEEDS = _pattern_seeds(config, TARGETS)
 PPL = config["eval"].get("ppl") or {}
 ZS = config["eval"].get("zeroshot") or {}
 PPL_DATASETS = PPL.get("datasets", [])
 ZS_TASKS = ZS.get("tasks", [])
 # "dense" (once per model: it does not depend on the calibration) or "<method>-<pattern>-s<seed>"
 VARIANTS = (["dense"] if config["dense"] else []) + [
-    f"{m}-{p}-s{s}" for m in METHODS for p in PATTERNS for s in SEEDS]
+    f"{m}-{p}-s{s}" for m in METHODS for p in PATTERNS for s in PATTERN_SEEDS[p]]
 
 # The `apt` command of the Python that runs Snakemake (the project's venv), not whatever `apt`
 # comes first on PATH (on Debian that is the package manager).
