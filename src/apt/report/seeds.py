@@ -48,13 +48,14 @@ class Spread:
         return max(self.values)
 
 
-def _seed_key(seed: int | None) -> tuple[int, int]:
+def seed_key(seed: int | None) -> tuple[int, int]:
+    """Seed order: no seed (the dense model) first, then by number."""
     return (0, 0) if seed is None else (1, int(seed))
 
 
 def spread(by_seed: dict[int | None, float]) -> Spread:
     """A figure given per seed, in seed order."""
-    seeds = tuple(sorted(by_seed, key=_seed_key))
+    seeds = tuple(sorted(by_seed, key=seed_key))
     return Spread(seeds, tuple(by_seed[s] for s in seeds))
 
 

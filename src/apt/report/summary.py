@@ -15,7 +15,7 @@ from typing import Any
 
 from apt.report.gap import gap_closure
 from apt.report.records import Record
-from apt.report.seeds import Spread
+from apt.report.seeds import Spread, seed_key
 
 
 def _num(x: float | None) -> float | None:
@@ -36,26 +36,26 @@ def _fill(node: dict[str, Any], r: Record) -> None:
         node["prune_time_s"] = _num(r.values.get("time_s"))
 
 
-def _over_seeds(values: list[float | None]) -> Spread | None:
+def _over_seeds(seeds: list, values: list[float | None]) -> Spread | None:
     """The spread of a figure every seed has (None when a seed lacks it or it is not finite)."""
     if any(v is None for v in values):
         return None
-    return Spread(tuple(range(len(values))), tuple(values))
+    return Spread(tuple(seeds), tuple(values))
 
 
 def _combine(nodes: dict[int | None, dict[str, Any]]) -> dict[str, Any]:
     """Means and standard deviations over seeds, and each seed's own figures."""
-    seeds = sorted(nodes, key=lambda s: (s is None, s or 0))
+    seeds = sorted(nodes, key=seed_key)
     out: dict[str, Any] = {"seeds": seeds}
     for section in ("ppl", "acc"):
         keys = [k for s in seeds for k in nodes[s].get(section, {})]
         for key in dict.fromkeys(keys):
-            x = _over_seeds([nodes[s].get(section, {}).get(key) for s in seeds])
+            x = _over_seeds(seeds, [nodes[s].get(section, {}).get(key) for s in seeds])
             out.setdefault(section, {})[key] = None if x is None else _num(x.mean)
             out.setdefault(f"{section}_std", {})[key] = None if x is None else _num(x.std)
     for key in ("sparsity", "prune_time_s"):
         if any(key in nodes[s] for s in seeds):
-            x = _over_seeds([nodes[s].get(key) for s in seeds])
+            x = _over_seeds(seeds, [nodes[s].get(key) for s in seeds])
             out[key] = None if x is None else _num(x.mean)
     out["per_seed"] = {str(s): nodes[s] for s in seeds}
     return out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from apt.report.gap import gap_closure
 from apt.report.records import Record, Variant, short_model_name
-from apt.report.seeds import Spread, seed_values, spread
+from apt.report.seeds import Spread, seed_key, seed_values, spread
 
 METHOD_ORDER = ("dense", "magnitude", "wanda", "sparsegpt", "apt")
 METHOD_LABELS = {"dense": "Dense", "magnitude": "Magnitude", "wanda": "Wanda",
@@ -154,7 +154,7 @@ def zeroshot_table(records: list[Record]) -> Table | None:
     rows = []
     for v in sorted(per_task, key=lambda v: (v.model, pattern_key(v), method_key(v.method))):
         accs = per_task[v]
-        seeds = sorted({s for t in tasks for s in accs.get(t, {})}, key=str)
+        seeds = sorted({s for t in tasks for s in accs.get(t, {})}, key=seed_key)
         means = {}
         for s in seeds:   # the mean over tasks, per seed, where every task has a figure
             present = [c for t in tasks
@@ -184,8 +184,7 @@ def gap_table(records: list[Record]) -> Table | None:
     rows = []
     for model, v in sorted(by_row, key=lambda k: (k[0], pattern_key(k[1]))):
         closed = by_row[(model, v)]
-        seeds = sorted({s for x in closed.values() for s in x.seeds},
-                       key=lambda s: (s is None, s or 0))
+        seeds = sorted({s for x in closed.values() for s in x.seeds}, key=seed_key)
         row: list[float | Spread | None] = []
         for d in datasets:
             x = closed.get(d)
@@ -227,7 +226,7 @@ def _notes(recs: list[Record], kind: str, spread: bool = False) -> list[str]:
         draws.setdefault((ds, n, L), []).append(seed)
     for (ds, n, L), seeds in draws.items():
         which = (f"seed {seeds[0]}" if len(seeds) == 1 else
-                 "seeds " + ", ".join(str(s) for s in sorted(seeds, key=lambda s: (s is None, s or 0))))
+                 "seeds " + ", ".join(str(s) for s in sorted(seeds, key=seed_key)))
         notes.append(f"calibration: {n} x {L} tokens of {short_model_name(str(ds))}, {which}")
     if spread:
         notes.append("a ± b: mean ± sample standard deviation over the calibration seeds")
