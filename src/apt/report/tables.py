@@ -194,8 +194,9 @@ def gap_table(records: list[Record]) -> Table | None:
                 row.append(None if x is None else x.mean)
         rows.append(((model, v.pattern_label, ", ".join(str(s) for s in seeds)), row))
     labels = [_label(DATASET_LABELS, d) for d in datasets]
-    groups = ([(d, ["mean", "std", "min", "max"]) for d in labels] if several
-              else [("share of the gap closed (%)", labels)])
+    if several:
+        labels = [f"{d} {stat}" for d in labels for stat in ("mean", "std", "min", "max")]
+    groups = [("share of the gap closed (%)", labels)]
     over = "; mean, sample std, min and max over the seeds" if several else ""
     notes = ["APT's share of the SparseGPT-to-dense perplexity gap, in %: (ppl SparseGPT - "
              "ppl APT) / (ppl SparseGPT - ppl Dense), per calibration seed (100: APT matches "
