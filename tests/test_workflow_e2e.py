@@ -3,6 +3,7 @@ Snakemake): tables appear, a rerun does nothing, a changed sparsity reruns only 
 failing job leaves nothing that looks finished."""
 
 import copy
+import csv
 import json
 import shutil
 import subprocess
@@ -103,6 +104,54 @@ def test_changing_one_sparsity_reruns_only_its_jobs(project):
     planned = planned_outputs(out)
     assert "results/models/tiny/wanda-u60-s0" in planned
     assert not any("2of4" in f or "dense" in f or "/calib/" in f for f in planned)
+
+
+def test_adding_a_seed_plans_only_that_draws_jobs(project):
+    p, cfg = project
+    more = copy.deepcopy(cfg)
+    more["calibration"]["seeds"] = [0, 1]
+    res = snakemake(p, "-n", "--cores", "2", configfile=write_config(p / "seeds.yaml", more))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert job_counts(out) == {"calib": 1, "prune": 2, "ppl": 2, "report": 1, "all": 1,
+                               "total": 7}
+    planned = planned_outputs(out)
+    assert "results/calib/tiny/tinytext-n4-l32-s1.pt" in planned
+    assert not any("-s0" in f or "/dense/" in f for f in planned)
+
+
+def test_two_seeds_of_sparsegpt_and_apt_give_the_gap_table(project):
+    """A real run over two calibration draws: per-seed checkpoints, one dense evaluation, the
+    gap table equal to the formula on the perplexities the jobs wrote."""
+    p, cfg = project
+    two = copy.deepcopy(cfg)
+    two.update(results="results-seeds", methods=["sparsegpt", "apt"], patterns=[0.5])
+    two["calibration"]["seeds"] = [0, 1]
+    res = snakemake(p, "--cores", "2", configfile=write_config(p / "two.yaml", two))
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    r = p / "results-seeds"
+    assert sorted(f.name for f in (r / "calib" / "tiny").iterdir()) == [
+        "tinytext-n4-l32-s0.pt", "tinytext-n4-l32-s1.pt"]
+    assert sorted(d.name for d in (r / "metrics" / "tiny").iterdir()) == [
+        "apt-u50-s0", "apt-u50-s1", "dense", "sparsegpt-u50-s0", "sparsegpt-u50-s1"]
+
+    def ppl(variant):
+        return json.loads((r / "metrics" / "tiny" / variant / "ppl-tinytext.json").read_text())["ppl"]
+
+    dense = ppl("dense")
+    closed = [(ppl(f"sparsegpt-u50-s{s}") - ppl(f"apt-u50-s{s}")) / (ppl(f"sparsegpt-u50-s{s}") - dense)
+              for s in (0, 1)]
+    rows = list(csv.reader((r / "tables" / "gap.csv").read_text().splitlines()))
+    assert rows[0] == ["Model", "Pattern", "Seeds", "tiny.txt mean", "tiny.txt std",
+                       "tiny.txt min", "tiny.txt max"]
+    assert rows[1][:3] == ["llama", "50%", "0, 1"]
+    assert float(rows[1][3]) == pytest.approx(sum(closed) / 2, rel=1e-9)
+    assert float(rows[1][5]) == pytest.approx(min(closed)) and float(rows[1][6]) == pytest.approx(max(closed))
+    md = (r / "tables" / "ppl.md").read_text()
+    assert " ± " in md and "seeds 0, 1" in md
+    summary = json.loads((r / "metrics.json").read_text())
+    assert summary["llama"]["apt"]["50%"]["seeds"] == [0, 1]
+    assert summary["llama"]["apt"]["50%"]["gap_closed"]["tiny.txt"]["mean"] == pytest.approx(sum(closed) / 2)
 
 
 def test_a_failing_job_leaves_no_finished_looking_output(project):
