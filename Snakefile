@@ -1,6 +1,7 @@
 # APT pipeline: assets -> calibration -> prune -> evaluate -> report.
 #
 #   snakemake --cores all                                  # the embedded default (CPU)
+#   snakemake --cores all --configfile config/compare.yaml # SparseGPT vs APT over 3 calibration draws
 #   snakemake --cores all --configfile config/paper.yaml --resources gpu=4   # one GPU node
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml        # a SLURM cluster
 #   snakemake --report results/report.html                # after a run

@@ -4,19 +4,21 @@ import csv
 import io
 import json
 import math
+import statistics
 
 import pytest
 
 from apt.cli import main
 from apt.errors import AptError
-from apt.report import build_report, collect_records, format_ppl
+from apt.report import build_report, collect_records, format_ppl, gap_closed, gap_closure
+from apt.report.seeds import mean_records
 
 
-def _prune_report(model, method, pattern, sparsity):
+def _prune_report(model, method, pattern, sparsity, seed=0):
     return {"settings": {"method": method, "pattern": pattern, "sparsity": sparsity},
             "totals": {"sparsity": sparsity, "modules": 7}, "time_s": {"total": 1.5},
             "model": model,
-            "calibration": {"dataset": "c4-sample", "nsamples": 4, "seqlen": 32, "seed": 0}}
+            "calibration": {"dataset": "c4-sample", "nsamples": 4, "seqlen": 32, "seed": seed}}
 
 
 def _ppl(model, dataset, ppl):
@@ -102,3 +104,138 @@ def test_command_line_and_errors(tmp_path, metrics, capsys):
     with pytest.raises(AptError, match="without 'ppl'"):
         collect_records([bad])
     assert main(["report", "--metrics", str(tmp_path / "nothing"), "--out-dir", "x"]) == 2
+
+
+# ------------------------------------------------------------ calibration seeds and the gap
+DENSE = {"wiki": 19.4203, "c4": 46.9779}
+ACC = {"dense": {"piqa": 0.72, "arc_easy": 0.52}, "sparsegpt": {"piqa": 0.68, "arc_easy": 0.32},
+       "apt": {"piqa": 0.6, "arc_easy": 0.44}}
+
+
+def _tree(root, runs, accs=ACC):
+    """A results tree: the dense model, then ``runs``: {(method, pattern, seed): {dataset: ppl}}
+    (sparsity 0.5), each with a prune report, perplexities and a zero-shot result."""
+    m = root / "metrics" / "m"
+    files = [_write(m / "dense" / f"ppl-{d}.json", _ppl("org/m", d, x)) for d, x in DENSE.items()]
+    files.append(_write(m / "dense" / "zeroshot.json", _zs("org/m", accs["dense"])))
+    for i, ((method, pattern, seed), ppl) in enumerate(runs.items()):
+        f = m / f"run{i}"
+        files.append(_write(f / "prune.json", _prune_report("org/m", method, pattern, 0.5, seed)))
+        files += [_write(f / f"ppl-{d}.json", _ppl(f"ckpt/run{i}", d, x)) for d, x in ppl.items()]
+        acc = accs[method] if seed == 0 else {t: a + 0.04 * seed for t, a in accs[method].items()}
+        files.append(_write(f / "zeroshot.json", _zs(f"ckpt/run{i}", acc)))
+    return files
+
+
+ONE_SEED = {("sparsegpt", "unstructured", 0): {"wiki": 42.044, "c4": 129.276},
+            ("apt", "unstructured", 0): {"wiki": 35.536, "c4": 101.601},
+            ("sparsegpt", "2:4", 0): {"wiki": 89.515, "c4": 1278.02},
+            ("apt", "2:4", 0): {"wiki": 67.676, "c4": 196.447}}
+
+# What the report wrote for ONE_SEED before it knew about seeds (recorded from that version).
+OLD_PPL_MD = (
+    '| Model | Method | 50% wiki | 50% C4 | 2:4 wiki | 2:4 C4 |\n|:---|:---|---:|---:|---:|---:|\n'
+    '| m | Dense | 19.42 | 46.98 | 19.42 | 46.98 |\n| m | SparseGPT | 42.04 | 129.28 | 89.52 | 1.3e3 |\n'
+    '| m | APT | 35.54 | 101.60 | 67.68 | 196.45 |\n\n'
+    '- perplexity: windows of 32 tokens, first 3 windows (3 evaluated)\n'
+    '- calibration: 4 x 32 tokens of c4-sample, seed 0\n')
+OLD_PPL_CSV = (
+    'Model,Method,50% wiki,50% C4,2:4 wiki,2:4 C4\nm,Dense,19.4203,46.9779,19.4203,46.9779\n'
+    'm,SparseGPT,42.044,129.276,89.515,1278.02\nm,APT,35.536,101.601,67.676,196.447\n')
+OLD_ZS_MD = (
+    '| Model | Method | Pattern | ARC-e | PIQA | Mean |\n|:---|:---|:---|---:|---:|---:|\n'
+    '| m | Dense | dense | 52.00 | 72.00 | 62.00 |\n| m | SparseGPT | 50% | 32.00 | 68.00 | 50.00 |\n'
+    '| m | APT | 50% | 44.00 | 60.00 | 52.00 |\n| m | SparseGPT | 2:4 | 32.00 | 68.00 | 50.00 |\n'
+    '| m | APT | 2:4 | 44.00 | 60.00 | 52.00 |\n\n'
+    '- zero-shot accuracy (lm-eval `acc`), items per task: 10\n'
+    '- calibration: 4 x 32 tokens of c4-sample, seed 0\n')
+OLD_ZS_CSV = (
+    'Model,Method,Pattern,ARC-e,PIQA,Mean\nm,Dense,dense,0.52,0.72,0.62\nm,SparseGPT,50%,0.32,0.68,0.5\n'
+    'm,APT,50%,0.44,0.6,0.52\nm,SparseGPT,2:4,0.32,0.68,0.5\nm,APT,2:4,0.44,0.6,0.52\n')
+
+
+def test_one_seed_gives_the_old_tables_byte_for_byte(tmp_path):
+    build_report(_tree(tmp_path, ONE_SEED), tmp_path / "t", None, tmp_path / "metrics.json")
+    t = tmp_path / "t"
+    assert (t / "ppl.md").read_text() == OLD_PPL_MD
+    assert (t / "ppl.csv").read_text() == OLD_PPL_CSV
+    assert (t / "zeroshot.md").read_text() == OLD_ZS_MD
+    assert (t / "zeroshot.csv").read_text() == OLD_ZS_CSV
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["m"]["apt"]["2:4"]["ppl"] == {"wiki": 67.676, "c4": 196.447}
+    assert "per_seed" not in summary["m"]["apt"]["2:4"]
+
+
+def test_gap_closed_from_constructed_records_equals_the_hand_computation(tmp_path):
+    runs = {}
+    sgpt = {0: 42.0, 1: 40.0, 2: 45.0}
+    apt = {0: 35.0, 1: 36.0, 2: 30.0}
+    for seed in sgpt:
+        runs[("sparsegpt", "unstructured", seed)] = {"wiki": sgpt[seed], "c4": 100.0 + seed}
+        runs[("apt", "unstructured", seed)] = {"wiki": apt[seed], "c4": 90.0}
+    runs[("sparsegpt", "2:4", 0)] = {"wiki": 60.0, "c4": 200.0}   # no APT at 2:4: no gap row
+    cells = gap_closure(collect_records(_tree(tmp_path, runs)))
+    assert {(c.variant.pattern_label, c.dataset) for c in cells} == {("50%", "wiki"), ("50%", "c4")}
+    wiki = next(c.closed for c in cells if c.dataset == "wiki")
+    by_hand = [(42 - 35) / (42 - 19.4203), (40 - 36) / (40 - 19.4203), (45 - 30) / (45 - 19.4203)]
+    assert wiki.seeds == (0, 1, 2)
+    assert wiki.values == pytest.approx(by_hand, rel=1e-12)
+    assert wiki.mean == pytest.approx(sum(by_hand) / 3, rel=1e-12)
+    assert (wiki.min, wiki.max) == (pytest.approx(min(by_hand)), pytest.approx(max(by_hand)))
+    assert gap_closed(50.0, 50.0, 20.0) == 0 and gap_closed(50.0, 20.0, 20.0) == 1
+    assert gap_closed(50.0, 60.0, 20.0) == pytest.approx(-1 / 3)
+    assert math.isnan(gap_closed(20.0, 10.0, 20.0))   # no gap to close
+
+    build_report(_tree(tmp_path / "b", runs), tmp_path / "t", None, tmp_path / "metrics.json")
+    md = (tmp_path / "t" / "gap.md").read_text().splitlines()
+    assert md[0] == ("| Model | Pattern | Seeds | wiki mean | wiki std | wiki min | wiki max "
+                     "| C4 mean | C4 std | C4 min | C4 max |")
+    std = statistics.stdev(by_hand)
+    assert md[2].startswith(f"| m | 50% | 0, 1, 2 | {100 * sum(by_hand) / 3:.1f} | "
+                            f"{100 * std:.1f} | {100 * min(by_hand):.1f} | {100 * max(by_hand):.1f} |")
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    g = summary["m"]["apt"]["50%"]["gap_closed"]["wiki"]
+    assert g["seeds"] == [0, 1, 2] and g["mean"] == pytest.approx(sum(by_hand) / 3)
+    assert g["std"] == pytest.approx(std)
+
+
+def test_tables_over_seeds_show_mean_and_sample_std(tmp_path):
+    runs = {("sparsegpt", "unstructured", s): {"wiki": w, "c4": 100.0} for s, w in
+            ((0, 40.0), (1, 42.0), (2, 47.0))}
+    runs.update({("apt", "unstructured", s): {"wiki": 30.0 + s, "c4": 90.0} for s in range(3)})
+    files = _tree(tmp_path, runs)
+    build_report(files, tmp_path / "t", tmp_path / "plots", tmp_path / "metrics.json")
+    md = (tmp_path / "t" / "ppl.md").read_text().splitlines()
+    sd = statistics.stdev([40.0, 42.0, 47.0])
+    assert md[2] == "| m | Dense | 19.42 | 46.98 |"        # the dense model has no seed
+    assert md[3] == f"| m | SparseGPT | 43.00 ± {sd:.2f} | 100.00 ± 0.00 |"
+    assert md[4] == "| m | APT | 31.00 ± 1.00 | 90.00 ± 0.00 |"
+    assert "- calibration: 4 x 32 tokens of c4-sample, seeds 0, 1, 2" in md
+    assert any("mean ± sample standard deviation" in line for line in md)
+    rows = list(csv.reader(io.StringIO((tmp_path / "t" / "ppl.csv").read_text())))
+    assert rows[0] == ["Model", "Method", "wiki", "wiki std", "C4", "C4 std"]   # one pattern
+    assert rows[1] == ["m", "Dense", "19.4203", "", "46.9779", ""]
+    assert rows[2][2:4] == [repr(43.0), repr(sd)]
+    assert r"43.00 $\pm$" in (tmp_path / "t" / "ppl.tex").read_text()
+    # zero-shot: per task and the per-seed mean over tasks, each over the seeds
+    zs = (tmp_path / "t" / "zeroshot.md").read_text().splitlines()
+    # APT: arc_easy 0.44, 0.48, 0.52 and piqa 0.60, 0.64, 0.68 over seeds 0, 1, 2
+    assert zs[4] == "| m | APT | 50% | 48.00 ± 4.00 | 64.00 ± 4.00 | 56.00 ± 4.00 |"
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    node = summary["m"]["sparsegpt"]["50%"]
+    assert node["seeds"] == [0, 1, 2]
+    assert node["ppl"]["wiki"] == pytest.approx(43.0) and node["ppl_std"]["wiki"] == pytest.approx(sd)
+    assert node["per_seed"]["2"]["ppl"]["wiki"] == 47.0 and node["sparsity"] == 0.5
+    assert summary["m"]["dense"]["dense"]["ppl"]["wiki"] == 19.4203
+    # plots draw the means: one record per variant
+    means = mean_records(collect_records(files))
+    sgpt = [r for r in means if r.kind == "ppl" and r.variant.method == "sparsegpt"]
+    assert len(sgpt) == 1 and sgpt[0].values == {"wiki": pytest.approx(43.0), "c4": 100.0}
+
+
+def test_two_results_for_the_same_seed_are_refused(tmp_path):
+    again = [f for f in _tree(tmp_path / "b", ONE_SEED) if "dense" not in str(f)]
+    with pytest.raises(AptError, match="SparseGPT|sparsegpt 50%, calibration seed 0, wiki: .*a/"):
+        build_report(_tree(tmp_path / "a", ONE_SEED) + again, tmp_path / "t")
+    with pytest.raises(AptError, match="two ppl results for m dense dense, wiki"):
+        build_report(_tree(tmp_path / "c", ONE_SEED) + _tree(tmp_path / "d", {}), tmp_path / "t")

@@ -144,7 +144,7 @@ def _tiny_config(model_dir, text_file, results):
         "datasets": {"tinytext": str(text_file)},
         "methods": ["magnitude", "wanda"],
         "patterns": [0.5],
-        "calibration": {"dataset": "tinytext", "nsamples": 4, "seqlen": 32, "seed": 0},
+        "calibration": {"dataset": "tinytext", "nsamples": 4, "seqlen": 32, "seeds": [0]},
         "eval": {"ppl": {"datasets": ["tinytext"], "seqlen": 32, "max_windows": 2}},
     }
 
@@ -222,7 +222,7 @@ def _wait_running(rule: str, timeout: float = 300) -> str:
 
 def test_a_job_cancelled_while_running_is_retried_and_nothing_half_written_counts(project):
     results = project["results"]
-    ckpt = results / "models" / "tiny" / "wanda-u50"
+    ckpt = results / "models" / "tiny" / "wanda-u50-s0"
     before_ckpt = _digest(ckpt)
     before_csv = (results / "tables" / "ppl.csv").read_text()
     # rerun one prune job and what depends on it; cancel it once SLURM runs it
@@ -289,7 +289,7 @@ def test_gpu_jobs_ask_slurm_for_a_gpu_and_get_its_device_even_without_accounting
     cfg.update(results=str(tmp_path / "results"), device="cuda", methods=["magnitude"],
                threads=2)
     cf = write_config(tmp_path / "config.yaml", cfg)
-    target = str(tmp_path / "results" / "models" / "tiny" / "magnitude-u50")
+    target = str(tmp_path / "results" / "models" / "tiny" / "magnitude-u50-s0")
     # the calibration set of the first run (the same file): only the prune job runs
     calib = next((project["results"] / "calib").rglob("*.pt"))
     copy_to = tmp_path / "results" / calib.relative_to(project["results"])
@@ -313,6 +313,6 @@ def test_gpu_jobs_ask_slurm_for_a_gpu_and_get_its_device_even_without_accounting
     assert set(calls) == {"prune"}, out[-4000:]
     assert " -p gpu" in calls["prune"] and " --gpus=1" in calls["prune"]
     assert "--cpus-per-task=2" in calls["prune"]   # the config's threads
-    log = (tmp_path / "results" / "logs" / "prune" / "tiny" / "magnitude-u50.log").read_text()
+    log = (tmp_path / "results" / "logs" / "prune" / "tiny" / "magnitude-u50-s0.log").read_text()
     assert "apt.gpu: running on GPU 0" in log, log[-2000:]
     assert not Path(target).exists()

@@ -19,11 +19,13 @@ SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").r
 def _expected_counts(cfg):
     """Jobs a config asks for in an empty folder, from its own lists."""
     n_models = len(cfg["models"])
-    variants = len(cfg["methods"]) * len(cfg["patterns"]) + (1 if cfg.get("dense", True) else 0)
+    seeds = len(cfg["calibration"].get("seeds", [0]))
+    pruned = len(cfg["methods"]) * len(cfg["patterns"]) * seeds
+    variants = pruned + (1 if cfg.get("dense", True) else 0)   # dense: once, whatever the seeds
     ppl = cfg["eval"].get("ppl", {}).get("datasets", [])
     tasks = cfg["eval"].get("zeroshot", {}).get("tasks", [])
-    return {"calib": n_models,   # one calibration set per model
-            "prune": n_models * len(cfg["methods"]) * len(cfg["patterns"]),
+    return {"calib": n_models * seeds,   # one calibration set per model and seed
+            "prune": n_models * pruned,
             "ppl": n_models * variants * len(ppl),
             "zeroshot": n_models * variants if tasks else 0,
             "report": 1, "all": 1}
@@ -46,6 +48,69 @@ def test_default_config_dry_runs_on_cpu_without_gpu_resources(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     _check_dag(res.stdout + res.stderr, "config.yaml")
     assert "gpu=" not in res.stdout and "apt.gpu" not in res.stdout
+
+
+def test_three_seeds_plan_one_calibration_and_checkpoint_per_seed_one_dense_eval(tmp_path):
+    cfg = load_config("config.yaml")
+    cfg["calibration"]["seeds"] = [0, 1, 2]
+    cfg["patterns"] = [0.5]
+    res = snakemake(tmp_path, "-n", "--cores", "2", "-p",
+                    configfile=write_config(tmp_path / "seeds.yaml", cfg))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    counts = job_counts(out)
+    assert {k: counts.get(k, 0) for k in ("calib", "prune", "ppl", "zeroshot")} == {
+        "calib": 3, "prune": 4 * 3, "ppl": (4 * 3 + 1) * 2, "zeroshot": 4 * 3 + 1}
+    planned = planned_outputs(out)
+    calib = sorted(f for f in planned if "/calib/" in f)
+    assert calib == [f"results/calib/smollm2-135m/c4-sample-n16-l512-s{s}.pt" for s in range(3)]
+    for s in range(3):
+        assert f"results/models/smollm2-135m/apt-u50-s{s}" in planned
+        assert f"results/metrics/smollm2-135m/apt-u50-s{s}/ppl-wiki.json" in planned
+    dense = [f for f in planned if "/dense/" in f]
+    assert sorted(dense) == ["results/metrics/smollm2-135m/dense/ppl-c4-sample.json",
+                             "results/metrics/smollm2-135m/dense/ppl-wiki.json",
+                             "results/metrics/smollm2-135m/dense/zeroshot.json"]
+    # each prune job reads its own draw and seeds its solvers with it
+    jobs = [b for b in out.split("\nrule ") if b.startswith("prune:")]
+    for b in jobs:
+        seed = b.split("seed=")[1].split()[0].rstrip(",")
+        assert f"-s{seed}.pt --nsamples 16 --seed {seed} " in b
+    assert "results/tables/gap.md" in planned   # sparsegpt, apt and dense are all there
+
+
+def test_seeds_by_pattern_gives_some_patterns_more_draws(tmp_path):
+    cfg = load_config("compare.yaml")
+    cfg["calibration"]["seeds"] = [0]
+    cfg["calibration"]["seeds_by_pattern"] = {"50%": [0, 1, 2], "2of4": [1]}   # any spelling
+    res = snakemake(tmp_path, "-n", "--cores", "2", configfile=write_config(tmp_path / "s.yaml", cfg))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    root = f"{cfg['results']}/models/smollm2-135m"
+    planned = {f for f in planned_outputs(out) if f.startswith(root)}
+    want = {"u50-s0", "u50-s1", "u50-s2", "2of4-s1", "4of8-s0", "u70-s0"}
+    assert planned == {f"{root}/{m}-{w}" for m in ("sparsegpt", "apt") for w in want}
+    assert job_counts(out)["calib"] == 3   # seeds 0, 1 and 2 are each drawn once
+
+
+def test_compare_config_is_the_e2e_benchmark_setting_as_a_dag(tmp_path):
+    cfg = load_config("compare.yaml")
+    assert cfg["calibration"] == {"dataset": "c4-sample", "nsamples": 16, "seqlen": 512,
+                                  "seeds": [0, 1, 2]}
+    assert cfg["methods"] == ["sparsegpt", "apt"] and cfg["patterns"] == [0.5, "2:4", "4:8", 0.7]
+    assert cfg["eval"]["ppl"] == {"datasets": ["wiki", "c4-sample"], "seqlen": 512, "max_windows": 32}
+    assert cfg["results"] != "results"   # its own output folder, ignored by git
+    probe = ROOT / cfg["results"] / "tables" / "gap.md"
+    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", str(probe)])
+    assert ignored.returncode == 0, f"{probe} is not ignored by git"
+    res = snakemake(tmp_path, "-n", "--cores", "2", "-p",
+                    configfile=ROOT / "config" / "compare.yaml")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    _check_dag(out, "compare.yaml")
+    assert job_counts(out)["calib"] == 3 and job_counts(out)["prune"] == 24
+    assert f"{cfg['results']}/tables/gap.md" in planned_outputs(out)
+    assert "--max-windows 32" in out
 
 
 @pytest.mark.parametrize("profile", ["slurm", "local"])
@@ -99,7 +164,14 @@ def _bad(cfg_changes):
 
 @pytest.mark.parametrize("changes, must_name", [
     ({"methods": ["wanda", "optimal_brain_surgeon"]}, ["methods", "optimal_brain_surgeon"]),
-    ({"patterns": [0.5, "3:2"]}, ["patterns[1]", "3:2"]),
+    ({"patterns": [0.5, "3:2"]}, ["patterns[1]", "3:2", "0 < N < M"]),
+    ({"patterns": [0.5, "50%"]}, ["patterns[1]", "50%", "repeats"]),   # one parser, one token
+    ({"patterns": ["150%"]}, ["patterns[0]", "150%"]),
+    ({"calibration.seeds": [0, -1]}, ["'calibration'", "'seeds'", "-1"]),
+    ({"calibration.seeds": 3}, ["'calibration'", "'seeds'", "is not of type 'array'"]),
+    ({"calibration.seed": 0}, ["calibration.seed", "calibration.seeds", "seeds: [0, 1, 2]"]),
+    ({"calibration.seeds_by_pattern": {"3:4": [1]}},
+     ["calibration.seeds_by_pattern.3:4", "not among the patterns"]),
 ])
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, changes, must_name):
     cfg = write_config(tmp_path / "bad.yaml", _bad(changes))
@@ -119,6 +191,11 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, changes, must_
     ({"models": {"bad/name": {"source": "x"}}}, ["models"]),
     ({"calibration.nsamples": 0}, ["calibration", "nsamples"]),
     ({"calibration.nsample": 4}, ["calibration"]),   # unknown key (typo)
+    ({"calibration.seeds": [0, -1]}, ["calibration", "seeds", 1]),
+    ({"calibration.seeds": [1, 1]}, ["calibration", "seeds"]),
+    ({"calibration.seeds": []}, ["calibration", "seeds"]),
+    ({"calibration.seeds": 0}, ["calibration", "seeds"]),
+    ({"calibration.seeds_by_pattern": {"2:4": [-2]}}, ["calibration", "seeds_by_pattern", "2:4", 0]),
 ])
 def test_schema_rejects_and_locates(changes, path):
     errors = list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(_bad(changes)))
@@ -127,7 +204,7 @@ def test_schema_rejects_and_locates(changes, path):
 
 
 def test_both_configs_pass_the_schema_and_methods_match_the_library():
-    for name in ("config.yaml", "paper.yaml"):
+    for name in ("config.yaml", "paper.yaml", "compare.yaml"):
         jsonschema.validate(load_config(name), SCHEMA)
     from apt.pruning import METHODS
 

@@ -3,6 +3,7 @@ Snakemake): tables appear, a rerun does nothing, a changed sparsity reruns only 
 failing job leaves nothing that looks finished."""
 
 import copy
+import csv
 import json
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ def _tiny_config(model_dir, text_file):
         "datasets": {"tinytext": str(text_file)},
         "methods": ["wanda"],
         "patterns": [0.5, "2:4"],
-        "calibration": {"dataset": "tinytext", "nsamples": 4, "seqlen": 32, "seed": 0},
+        "calibration": {"dataset": "tinytext", "nsamples": 4, "seqlen": 32, "seeds": [0]},
         "eval": {"ppl": {"datasets": ["tinytext"], "seqlen": 32, "max_windows": 2}},
     }
 
@@ -65,7 +66,7 @@ def test_tables_plots_and_metrics_are_produced(project):
     ppl = summary["llama"]["wanda"]["2:4"]["ppl"]["tiny.txt"]
     assert ppl > 1
     # settings recorded next to the figures, from the commands themselves
-    report = json.loads((p / "results" / "models" / "tiny" / "wanda-2of4" / "prune_report.json").read_text())
+    report = json.loads((p / "results" / "models" / "tiny" / "wanda-2of4-s0" / "prune_report.json").read_text())
     assert report["settings"]["pattern"] == "2:4" and report["settings"]["method"] == "wanda"
     shown = _dvc(p, "metrics", "show")
     assert shown.returncode == 0 and f"{ppl:.5g}"[:4] in shown.stdout
@@ -102,8 +103,56 @@ def test_changing_one_sparsity_reruns_only_its_jobs(project):
     assert res.returncode == 0, out[-3000:]
     assert job_counts(out) == {"prune": 1, "ppl": 1, "report": 1, "all": 1, "total": 4}
     planned = planned_outputs(out)
-    assert "results/models/tiny/wanda-u60" in planned
+    assert "results/models/tiny/wanda-u60-s0" in planned
     assert not any("2of4" in f or "dense" in f or "/calib/" in f for f in planned)
+
+
+def test_adding_a_seed_plans_only_that_draws_jobs(project):
+    p, cfg = project
+    more = copy.deepcopy(cfg)
+    more["calibration"]["seeds"] = [0, 1]
+    res = snakemake(p, "-n", "--cores", "2", configfile=write_config(p / "seeds.yaml", more))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert job_counts(out) == {"calib": 1, "prune": 2, "ppl": 2, "report": 1, "all": 1,
+                               "total": 7}
+    planned = planned_outputs(out)
+    assert "results/calib/tiny/tinytext-n4-l32-s1.pt" in planned
+    assert not any("-s0" in f or "/dense/" in f for f in planned)
+
+
+def test_two_seeds_of_sparsegpt_and_apt_give_the_gap_table(project):
+    """A real run over two calibration draws: per-seed checkpoints, one dense evaluation, the
+    gap table equal to the formula on the perplexities the jobs wrote."""
+    p, cfg = project
+    two = copy.deepcopy(cfg)
+    two.update(results="results-seeds", methods=["sparsegpt", "apt"], patterns=[0.5])
+    two["calibration"]["seeds"] = [0, 1]
+    res = snakemake(p, "--cores", "2", configfile=write_config(p / "two.yaml", two))
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    r = p / "results-seeds"
+    assert sorted(f.name for f in (r / "calib" / "tiny").iterdir()) == [
+        "tinytext-n4-l32-s0.pt", "tinytext-n4-l32-s1.pt"]
+    assert sorted(d.name for d in (r / "metrics" / "tiny").iterdir()) == [
+        "apt-u50-s0", "apt-u50-s1", "dense", "sparsegpt-u50-s0", "sparsegpt-u50-s1"]
+
+    def ppl(variant):
+        return json.loads((r / "metrics" / "tiny" / variant / "ppl-tinytext.json").read_text())["ppl"]
+
+    dense = ppl("dense")
+    closed = [(ppl(f"sparsegpt-u50-s{s}") - ppl(f"apt-u50-s{s}")) / (ppl(f"sparsegpt-u50-s{s}") - dense)
+              for s in (0, 1)]
+    rows = list(csv.reader((r / "tables" / "gap.csv").read_text().splitlines()))
+    assert rows[0] == ["Model", "Pattern", "Seeds", "tiny.txt mean", "tiny.txt std",
+                       "tiny.txt min", "tiny.txt max"]
+    assert rows[1][:3] == ["llama", "50%", "0, 1"]
+    assert float(rows[1][3]) == pytest.approx(sum(closed) / 2, rel=1e-9)
+    assert float(rows[1][5]) == pytest.approx(min(closed)) and float(rows[1][6]) == pytest.approx(max(closed))
+    md = (r / "tables" / "ppl.md").read_text()
+    assert " ± " in md and "seeds 0, 1" in md
+    summary = json.loads((r / "metrics.json").read_text())
+    assert summary["llama"]["apt"]["50%"]["seeds"] == [0, 1]
+    assert summary["llama"]["apt"]["50%"]["gap_closed"]["tiny.txt"]["mean"] == pytest.approx(sum(closed) / 2)
 
 
 def test_a_failing_job_leaves_no_finished_looking_output(project):
@@ -116,8 +165,8 @@ def test_a_failing_job_leaves_no_finished_looking_output(project):
     assert res.returncode != 0
     models = p / "results" / "models" / "tiny"
     assert not any(d.name.startswith("magnitude") for d in models.iterdir())
-    assert not (p / "results" / "metrics" / "tiny" / "magnitude-u50").exists() or not any(
-        (p / "results" / "metrics" / "tiny" / "magnitude-u50").iterdir())
+    assert not (p / "results" / "metrics" / "tiny" / "magnitude-u50-s0").exists() or not any(
+        (p / "results" / "metrics" / "tiny" / "magnitude-u50-s0").iterdir())
     # Snakemake still sees the failed jobs as to do, and nothing else
     dry = snakemake(p, "-n", "--cores", "2", configfile=cf)
     counts = job_counts(dry.stdout + dry.stderr)

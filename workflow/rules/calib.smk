@@ -1,5 +1,5 @@
 # Calibration windows per (model, dataset, nsamples, seqlen, seed): token ids in a .pt file,
-# shared by every method and pattern of that model.
+# shared by every method and pattern of that model; one file per seed of calibration.seeds.
 
 
 rule calib:

@@ -11,49 +11,72 @@ from snakemake.utils import validate
 from apt.data.assets import ASSETS, STAMP
 from apt.data.sources import OFFLINE_MODEL_ASSETS
 from apt.provenance import code_version
-
-
-validate(config, "../schemas/config.schema.yaml")
+from apt.pruning import parse_target
 
 
 def _config_error(key, message):
     raise WorkflowError(f"Invalid config: key '{key}': {message}")
 
 
-def _check_config(cfg):
-    """What the JSON schema cannot say; same style of message, naming the key."""
+if isinstance(config.get("calibration"), dict) and "seed" in config["calibration"]:
+    _config_error("calibration.seed", "the calibration draws are a list, 'calibration.seeds' "
+                  "(seeds: [0] for one draw, seeds: [0, 1, 2] for three)")
+validate(config, "../schemas/config.schema.yaml")
+
+
+def _targets(cfg):
+    """The config's patterns read by the library's parser (apt.pruning.parse_target), the one
+    spelling shared with `apt prune` and the benchmarks; checks what the JSON schema cannot
+    say (N < M, duplicates), naming the key."""
+    targets = []
     for i, p in enumerate(cfg["patterns"]):
-        if isinstance(p, str):
-            n, m = (int(x) for x in p.split(":"))
-            if not n < m:
-                _config_error(f"patterns[{i}]", f"{p!r}: an N:M pattern needs 0 < N < M "
-                              "(N zeros in every M consecutive weights), e.g. '2:4' or '4:8'")
-    tokens = [pattern_token(p) for p in cfg["patterns"]]
+        try:
+            targets.append(parse_target(p))
+        except ValueError as exc:
+            said = str(exc) if str(p) in str(exc) else f"{p!r}: {exc}"
+            _config_error(f"patterns[{i}]", said)
+    tokens = [t.token for t in targets]
     for i, t in enumerate(tokens):
         if tokens.index(t) != i:
             _config_error(f"patterns[{i}]", f"{cfg['patterns'][i]!r} repeats an earlier pattern")
+    return targets
+
+
+def _check_config(cfg):
+    """What the JSON schema cannot say; same style of message, naming the key."""
     for i, d in enumerate(cfg["eval"].get("ppl", {}).get("datasets", [])):
         if d == "dense":
             _config_error(f"eval.ppl.datasets[{i}]", "'dense' is reserved")
 
 
 # ---------------------------------------------------------------- names used in file paths
-def pattern_token(p):
-    """0.5 -> 'u50' (unstructured 50 %), '2:4' -> '2of4': the {pattern} part of paths."""
-    if isinstance(p, str):
-        n, m = p.split(":")
-        return f"{int(n)}of{int(m)}"
-    return f"u{round(p * 100, 6):g}"
-
-
 def pattern_flags(token):
-    """The `apt prune` flags a pattern token stands for."""
-    if token.startswith("u"):
-        return f"--pattern unstructured --sparsity {float(token[1:]) / 100!r}"
-    n, m = token.split("of")
-    return f"--pattern {n}:{m}"
+    """The `apt prune` flags a pattern token (Target.token: u50, u62.5, 2of4) stands for."""
+    t = parse_target(token)
+    if t.pattern.structured:
+        return f"--pattern {t.pattern_arg}"
+    return f"--pattern unstructured --sparsity {t.sparsity!r}"
 
 
+def _pattern_seeds(cfg, targets):
+    """Pattern token -> its calibration seeds: calibration.seeds, or the pattern's entry in
+    calibration.seeds_by_pattern (keys spelled as patterns are, e.g. "50%" or "2:4")."""
+    calib = cfg["calibration"]
+    out = {t.token: list(calib.get("seeds", [0])) for t in targets}
+    for key, seeds in (calib.get("seeds_by_pattern") or {}).items():
+        where = f"calibration.seeds_by_pattern.{key}"
+        try:
+            token = parse_target(key).token
+        except ValueError as exc:
+            _config_error(where, str(exc))
+        if token not in out:
+            _config_error(where, f"{key!r} is not among the patterns "
+                          f"{cfg['patterns']}; add it there or remove this entry")
+        out[token] = list(seeds)
+    return out
+
+
+TARGETS = _targets(config)
 _check_config(config)
 
 R = config["results"]
@@ -62,14 +85,18 @@ R = config["results"]
 RES = os.environ.get("APT_RESOURCES") or "resources"
 MODELS = config["models"]
 METHODS = config["methods"]
-PATTERNS = [pattern_token(p) for p in config["patterns"]]
+PATTERNS = [t.token for t in TARGETS]
 CALIB = config["calibration"]
+# Calibration draws per pattern token: one calibration set per seed, one pruned model per
+# method, pattern and seed.
+PATTERN_SEEDS = _pattern_seeds(config, TARGETS)
 PPL = config["eval"].get("ppl") or {}
 ZS = config["eval"].get("zeroshot") or {}
 PPL_DATASETS = PPL.get("datasets", [])
 ZS_TASKS = ZS.get("tasks", [])
+# "dense" (once per model: it does not depend on the calibration) or "<method>-<pattern>-s<seed>"
 VARIANTS = (["dense"] if config["dense"] else []) + [
-    f"{m}-{p}" for m in METHODS for p in PATTERNS]
+    f"{m}-{p}-s{s}" for m in METHODS for p in PATTERNS for s in PATTERN_SEEDS[p]]
 
 # The `apt` command of the Python that runs Snakemake (the project's venv), not whatever `apt`
 # comes first on PATH (on Debian that is the package manager).
@@ -151,13 +178,9 @@ def calib_seqlen(model):
 
 
 # ---------------------------------------------------------------- result paths
-def calib_file(model):
+def calib_file(model, seed):
     return (f"{R}/calib/{model}/{CALIB['dataset']}-n{CALIB['nsamples']}"
-            f"-l{calib_seqlen(model)}-s{CALIB['seed']}.pt")
-
-
-def checkpoint_dir(model, method, pattern):
-    return f"{R}/models/{model}/{method}-{pattern}"
+            f"-l{calib_seqlen(model)}-s{seed}.pt")
 
 
 def variant_model(wildcards):
@@ -187,9 +210,11 @@ def metric_files():
     return files
 
 
+# The gap table (APT's share of the SparseGPT-to-dense perplexity gap) needs all three.
+GAP = bool(PPL_DATASETS) and config["dense"] and {"sparsegpt", "apt"} <= set(METHODS)
 TABLES = [
     f"{R}/tables/{kind}.{ext}"
-    for kind, wanted in (("ppl", PPL_DATASETS), ("zeroshot", ZS_TASKS)) if wanted
+    for kind, wanted in (("ppl", PPL_DATASETS), ("zeroshot", ZS_TASKS), ("gap", GAP)) if wanted
     for ext in ("md", "csv", "tex")
 ]
 
@@ -198,7 +223,7 @@ wildcard_constraints:
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     method=r"[a-z0-9_]+",
     pattern=r"u\d+(?:\.\d+)?|\d+of\d+",
-    variant=r"dense|[a-z0-9_]+-(?:u\d+(?:\.\d+)?|\d+of\d+)",
+    variant=r"dense|[a-z0-9_]+-(?:u\d+(?:\.\d+)?|\d+of\d+)-s\d+",
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     nsamples=r"\d+",
     seqlen=r"\d+",

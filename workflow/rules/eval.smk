@@ -1,5 +1,6 @@
 # Evaluation per model variant: "dense" (the unpruned model, once per model: the reference row)
-# or "<method>-<pattern>" (a checkpoint from rule prune).
+# or "<method>-<pattern>-s<seed>" (a checkpoint from rule prune, pruned from calibration draw
+# <seed>).
 
 
 rule ppl:

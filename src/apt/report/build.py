@@ -10,21 +10,25 @@ from apt.io import write_json_atomic, write_text_atomic
 from apt.report import tables as T
 from apt.report.plots import plot_model
 from apt.report.records import collect_records
+from apt.report.seeds import mean_records
 from apt.report.summary import summarize
 
 
 def build_report(metrics: Iterable[str | Path], out_dir: str | Path | None = None,
                  plots_dir: str | Path | None = None,
                  summary_path: str | Path | None = None) -> dict[str, list[str]]:
-    """Write ``ppl.{md,csv,tex}`` / ``zeroshot.{md,csv,tex}`` into ``out_dir`` (those with
-    data), one or two PNGs per model into ``plots_dir`` and the summary JSON; return the paths."""
+    """Write ``ppl.{md,csv,tex}`` / ``zeroshot.{md,csv,tex}`` / ``gap.{md,csv,tex}`` into
+    ``out_dir`` (those with data; the gap needs dense, SparseGPT and APT perplexities), one or
+    two PNGs per model into ``plots_dir`` (means over calibration seeds) and the summary JSON;
+    return the paths."""
     records = collect_records(metrics)
     if not any(r.kind in ("ppl", "zeroshot") for r in records):
         raise AptError("no perplexity or zero-shot results among the metrics given")
     written: dict[str, list[str]] = {"tables": [], "plots": [], "summary": []}
     if out_dir is not None:
         out = Path(out_dir)
-        for name, table in (("ppl", T.ppl_table(records)), ("zeroshot", T.zeroshot_table(records))):
+        for name, table in (("ppl", T.ppl_table(records)), ("zeroshot", T.zeroshot_table(records)),
+                            ("gap", T.gap_table(records))):
             if table is None:
                 continue
             for ext, render in (("md", T.to_markdown), ("csv", T.to_csv), ("tex", T.to_latex)):
@@ -34,8 +38,9 @@ def build_report(metrics: Iterable[str | Path], out_dir: str | Path | None = Non
     if plots_dir is not None:
         pdir = Path(plots_dir)
         pdir.mkdir(parents=True, exist_ok=True)
-        for model in sorted({r.variant.model for r in records}):
-            written["plots"] += [str(p) for p in plot_model(model, records, pdir)]
+        means = mean_records(records)
+        for model in sorted({r.variant.model for r in means}):
+            written["plots"] += [str(p) for p in plot_model(model, means, pdir)]
     if summary_path is not None:
         write_json_atomic(summary_path, summarize(records))
         written["summary"].append(str(summary_path))

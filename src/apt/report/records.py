@@ -52,6 +52,12 @@ class Record:
     settings: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
+    @property
+    def seed(self) -> int | None:
+        """The calibration draw of a pruned variant (its prune report's); None for dense."""
+        calibration = self.settings.get("calibration")
+        return calibration.get("seed") if isinstance(calibration, dict) else None
+
 
 def short_model_name(source: str) -> str:
     """'facebook/opt-125m' -> 'opt-125m', '/x/models/llama/' -> 'llama', 'smollm2-135m' kept."""

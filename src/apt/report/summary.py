@@ -2,7 +2,10 @@
 
 ``{model: {method: {pattern: {"ppl": {dataset: x}, "acc": {task: x, "mean": x},
 "sparsity": achieved}}}}``, the dense reference under ``{model: {"dense": {"dense": ...}}}``.
-Non-finite numbers become null (JSON has no inf).
+A variant pruned from several calibration seeds holds the means, ``ppl_std`` / ``acc_std``
+(sample standard deviations), ``seeds`` and ``per_seed: {seed: {...}}``. APT's share of the
+SparseGPT-to-dense gap is under ``{model: {"apt": {pattern: {"gap_closed": {dataset: {mean, std,
+min, max, seeds}}}}}}``. Non-finite numbers become null (JSON has no inf).
 """
 
 from __future__ import annotations
@@ -10,26 +13,67 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from apt.report.gap import gap_closure
 from apt.report.records import Record
+from apt.report.seeds import Spread, seed_key
 
 
 def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _fill(node: dict[str, Any], r: Record) -> None:
+    """The figures of one record (one seed) into its node."""
+    if r.kind == "ppl":
+        node.setdefault("ppl", {}).update({k: _num(x) for k, x in r.values.items()})
+    elif r.kind == "zeroshot":
+        accs = {k: _num(x) for k, x in r.values.items() if "/" not in k}
+        finite = [x for x in accs.values() if x is not None]
+        accs["mean"] = sum(finite) / len(finite) if finite and len(finite) == len(accs) else None
+        node.setdefault("acc", {}).update(accs)
+    elif r.kind == "prune":
+        node["sparsity"] = _num(r.values.get("sparsity"))
+        node["prune_time_s"] = _num(r.values.get("time_s"))
+
+
+def _over_seeds(seeds: list, values: list[float | None]) -> Spread | None:
+    """The spread of a figure every seed has (None when a seed lacks it or it is not finite)."""
+    if any(v is None for v in values):
+        return None
+    return Spread(tuple(seeds), tuple(values))
+
+
+def _combine(nodes: dict[int | None, dict[str, Any]]) -> dict[str, Any]:
+    """Means and standard deviations over seeds, and each seed's own figures."""
+    seeds = sorted(nodes, key=seed_key)
+    out: dict[str, Any] = {"seeds": seeds}
+    for section in ("ppl", "acc"):
+        keys = [k for s in seeds for k in nodes[s].get(section, {})]
+        for key in dict.fromkeys(keys):
+            x = _over_seeds(seeds, [nodes[s].get(section, {}).get(key) for s in seeds])
+            out.setdefault(section, {})[key] = None if x is None else _num(x.mean)
+            out.setdefault(f"{section}_std", {})[key] = None if x is None else _num(x.std)
+    for key in ("sparsity", "prune_time_s"):
+        if any(key in nodes[s] for s in seeds):
+            x = _over_seeds(seeds, [nodes[s].get(key) for s in seeds])
+            out[key] = None if x is None else _num(x.mean)
+    out["per_seed"] = {str(s): nodes[s] for s in seeds}
+    return out
+
+
 def summarize(records: list[Record]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    per_seed: dict[tuple[str, str, str], dict[int | None, dict[str, Any]]] = {}
     for r in records:
         v = r.variant
-        node = out.setdefault(v.model, {}).setdefault(v.method, {}).setdefault(v.pattern_label, {})
-        if r.kind == "ppl":
-            node.setdefault("ppl", {}).update({k: _num(x) for k, x in r.values.items()})
-        elif r.kind == "zeroshot":
-            accs = {k: _num(x) for k, x in r.values.items() if "/" not in k}
-            finite = [x for x in accs.values() if x is not None]
-            accs["mean"] = sum(finite) / len(finite) if finite and len(finite) == len(accs) else None
-            node.setdefault("acc", {}).update(accs)
-        elif r.kind == "prune":
-            node["sparsity"] = _num(r.values.get("sparsity"))
-            node["prune_time_s"] = _num(r.values.get("time_s"))
+        _fill(per_seed.setdefault((v.model, v.method, v.pattern_label), {}).setdefault(r.seed, {}), r)
+    out: dict[str, Any] = {}
+    for (model, method, label), nodes in per_seed.items():
+        node = next(iter(nodes.values())) if len(nodes) == 1 else _combine(nodes)
+        out.setdefault(model, {}).setdefault(method, {})[label] = node
+    for c in gap_closure(records):
+        node = out[c.model][c.variant.method][c.variant.pattern_label]
+        x = c.closed
+        node.setdefault("gap_closed", {})[c.dataset] = {
+            "mean": _num(x.mean), "std": _num(x.std), "min": _num(x.min), "max": _num(x.max),
+            "seeds": list(x.seeds)}
     return out
