@@ -129,6 +129,16 @@ def test_a_pattern_without_a_2_4_layout_falls_back_to_the_bitmask(pruned, tmp_pa
     assert _bit_identical(decompressed_state_dict(out), load_file(src / "model.safetensors"))
 
 
+def test_export_in_place_replaces_the_dense_checkpoint(pruned, tmp_path):
+    folder = shutil.copytree(pruned("opt", "2:4"), tmp_path / "in-place")
+    dense = load_file(folder / "model.safetensors")
+    assert main(["export", "--model", str(folder), "--out", str(folder)]) == 2  # needs --force
+    assert main(["export", "--model", str(folder), "--out", str(folder), "--force"]) == 0
+    assert is_compressed(folder)
+    assert _bit_identical(decompressed_state_dict(folder), dense)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in-place"]
+
+
 def test_stored_bytes_follows_the_formats():
     # 8 x 16 weights, 40 non-zeros, float32: values, one mask bit per weight, row offsets, shape
     assert stored_bytes(None, (8, 16), 40, 4) == 8 * 16 * 4

@@ -96,14 +96,15 @@ def read_claim(folder: Path) -> PruneClaim:
                       modules=modules, dtype=dtype)
 
 
-def requested_format(claim: PruneClaim, fmt: str) -> str:
-    """The format to write, from the pattern alone (the layout is checked once loaded)."""
-    if fmt == SPARSE_24 and claim.pattern != TWO_FOUR:
-        raise AptError(f"--format {SPARSE_24}: the checkpoint is pruned {claim.pattern}, and only "
-                       f"2:4 has this format's layout (2 values kept of every 4); use --format "
+def requested_format(pattern: Pattern, fmt: str) -> str:
+    """The format to write for a checkpoint pruned to ``pattern`` (the stored layout is checked
+    once the model is loaded); AptError for a format the pattern does not fit."""
+    if fmt == SPARSE_24 and pattern != TWO_FOUR:
+        raise AptError(f"--format {SPARSE_24}: the checkpoint is pruned {pattern}, and only 2:4 "
+                       f"has this format's layout (2 values kept of every 4); use --format "
                        f"{BITMASK} (any pattern) or --format {AUTO}")
     if fmt == AUTO:
-        return SPARSE_24 if claim.pattern == TWO_FOUR else BITMASK
+        return SPARSE_24 if pattern == TWO_FOUR else BITMASK
     return fmt
 
 
@@ -195,7 +196,8 @@ def export_checkpoint(src: str | Path, out: str | Path, settings: ExportSettings
                       force: bool = False) -> dict[str, Any]:
     """Write ``out``: ``src`` (an ``apt prune`` folder) in a sparse format; returns the report.
 
-    ``out`` appears only once complete. The report (also ``out/export_report.json``) has the
+    ``out`` appears only once complete; ``out`` may be ``src`` with ``force`` (the dense
+    checkpoint is then replaced by its export, in one rename). The report (also ``out/export_report.json``) has the
     format, the dtype and the bytes of the weights: dense, as the formats' arithmetic gives them
     and as written.
     """
@@ -206,11 +208,9 @@ def export_checkpoint(src: str | Path, out: str | Path, settings: ExportSettings
 
     src, out = Path(src), Path(out)
     claim = read_claim(src)
-    fmt = requested_format(claim, settings.format)
+    fmt = requested_format(claim.pattern, settings.format)
     if out.exists() and not force:
         raise AptError(f"--out {out} exists; remove it or pass --force to replace it")
-    if out.resolve() == src.resolve():
-        raise AptError("--out must differ from --model")
     dtype = getattr(torch, settings.dtype or claim.dtype)
 
     model, tokenizer = load_model(str(src), dtype=getattr(torch, claim.dtype),
