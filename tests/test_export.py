@@ -120,6 +120,18 @@ def test_bfloat16_export_holds_the_cast_weights(pruned, tmp_path):
     exp = json.loads((out / "export_report.json").read_text())
     assert exp["dtype"] == "bfloat16"
     assert exp["bytes"]["pruned_layers_written"] == exp["bytes"]["pruned_layers_format"]
+    # loaded in bfloat16 as transformers loads the dense checkpoint in bfloat16: the same
+    # parameters and buffers (its rotary frequencies stay float32), the same logits
+    a, _ = load_model(str(src), dtype=torch.bfloat16)
+    b, _ = load_model(str(out), dtype=torch.bfloat16)
+    assert _bit_identical(a.state_dict(), b.state_dict())
+    assert _bit_identical(dict(a.named_buffers()), dict(b.named_buffers()))
+    ids = _stream(vocab=a.config.vocab_size)[None, :40]
+    with torch.no_grad():
+        assert torch.equal(a(input_ids=ids).logits, b(input_ids=ids).logits)
+    # and in float32: the stored bfloat16 values, widened
+    c, _ = load_model(str(out), dtype=torch.float32)
+    assert _bit_identical({k: v.float() for k, v in a.state_dict().items()}, c.state_dict())
 
 
 def test_a_pattern_without_a_2_4_layout_falls_back_to_the_bitmask(pruned, tmp_path):

@@ -76,8 +76,10 @@ def decompressed_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
 def load_compressed(folder: str | Path, dtype: torch.dtype | None = None):
     """The model of a compressed checkpoint folder, dense, in eval mode on the CPU.
 
-    transformers builds the architecture from the config (without the compression entry) in the
-    stored dtype; the decompressed tensors are copied in, and tied weights stay tied. AptError
+    transformers builds the architecture from the config (without the compression entry) in
+    ``dtype`` (default: the stored one), as ``from_pretrained`` would: buffers it computes itself,
+    such as rotary frequencies, keep their own dtype. The decompressed tensors are copied into
+    the parameters (cast to ``dtype`` if it differs), and tied weights stay tied. AptError
     when the files lack a parameter or hold one the architecture does not have.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -87,8 +89,9 @@ def load_compressed(folder: str | Path, dtype: torch.dtype | None = None):
     config = AutoConfig.from_pretrained(folder)
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
-    stored = next(v.dtype for k, v in state.items() if v.dtype.is_floating_point)
-    model = AutoModelForCausalLM.from_config(config, dtype=stored)
+    if dtype is None:
+        dtype = next(v.dtype for v in state.values() if v.dtype.is_floating_point)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     result = model.load_state_dict(state, strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or {})
     missing = [k for k in result.missing_keys if k not in tied]
@@ -97,4 +100,4 @@ def load_compressed(folder: str | Path, dtype: torch.dtype | None = None):
                        f"(missing {sorted(missing)[:3]}, unexpected "
                        f"{sorted(result.unexpected_keys)[:3]}); export the checkpoint again")
     model.eval()
-    return model if dtype is None else model.to(dtype)
+    return model
