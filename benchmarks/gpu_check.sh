@@ -5,7 +5,8 @@
 # shapes. Every section has its own time limit and goes on when one fails; logs and JSON go to
 # $OUT (default results/benchmarks/gpu). SECTIONS picks the sections (default "tests solvers
 # engine profile"; "variants" compares APT settings with SparseGPT,
-# "heldout" scores synthetic problems on new tokens).
+# "heldout" scores synthetic problems on new tokens; "sparse24" times 2:4 with torch's
+# semi-structured sparse tensors against dense, UNTESTED: written without a GPU, dry-run only).
 #
 #   OUT=results/benchmarks/gpu bash benchmarks/gpu_check.sh [HESSIANS]
 #
@@ -83,6 +84,17 @@ section_heldout() {  # synthetic problems scored on new tokens, with T = 2, 8, 2
         --shapes ${HELDOUT_SHAPES:-4096x4096,4096x11008} --ratios 2,8,24 --patterns 50%,2:4 \
         --variants 'sparsegpt={}' 'apt={}' 'apt_d10={"percdamp": 0.1}' \
         'apt_d05={"percdamp": 0.05}' --out "$OUT/synthetic_heldout_cuda.json"
+}
+section_sparse24() {  # UNTESTED on a GPU (no device was lent when it was written)
+    # 2:4 linears and whole-model prefill / decode, torch.sparse.to_sparse_semi_structured
+    # against dense float16, on random-weight models of SmolLM2's and LLaMA-7B's shapes pruned
+    # 2:4 by magnitude. Always --device cuda: without a CUDA device (DRY) it says it is skipped.
+    run 150 sparse24_smollm2 $PY benchmarks/sparse_speed.py --device cuda --random smollm2 \
+        --patterns 2:4 --dtype float16 --tokens 512 --decode 32 \
+        --out "$OUT/sparse_speed_smollm2_cuda.json"
+    [ -n "${DRY:-}" ] || run 200 sparse24_llama7b $PY benchmarks/sparse_speed.py --device cuda \
+        --random llama7b --layers 4 --patterns 2:4 --dtype float16 --tokens 512 --decode 32 \
+        --out "$OUT/sparse_speed_llama7b_cuda.json"
 }
 for s in ${SECTIONS:-tests solvers engine profile}; do section_$s; done
 log done

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from apt.errors import AptError
 
-COMMANDS = ("assets", "calib", "prune", "eval", "report")
+COMMANDS = ("assets", "calib", "prune", "export", "eval", "report")
 
 
 def _load_yaml_defaults(parser: argparse.ArgumentParser, path: str) -> None:

@@ -3,7 +3,8 @@
 A local folder is checked before transformers sees it: ``config.json`` present and valid JSON,
 a supported ``model_type``, weight files present (single or sharded safetensors, or PyTorch
 ``.bin``) and every safetensors header readable and consistent with the file size (a truncated
-download is caught here), and after loading no parameter missing from the files.
+download is caught here), and after loading no parameter missing from the files. A folder written by ``apt export`` (a
+compressed-tensors sparse format) is decompressed by :mod:`apt.models.compressed`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from apt.data.sources import resolve_model
 from apt.errors import AptError
+from apt.models.compressed import load_compressed, sparsity_config
 from apt.models.registry import adapter_for
 
 log = logging.getLogger(__name__)
@@ -100,11 +102,15 @@ def load_model(source: str, dtype: torch.dtype = torch.float32, device: str = "c
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(source)
+    compressed = False
     if Path(path).is_dir():
-        check_folder(Path(path), require_adapter)
+        compressed = sparsity_config(check_folder(Path(path), require_adapter)) is not None
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
-                                                           output_loading_info=True)
+        if compressed:  # transformers no longer reads these formats itself
+            model, info = load_compressed(path, dtype), {}
+        else:
+            model, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
+                                                               output_loading_info=True)
     except AptError:
         raise
     except Exception as exc:  # transformers raises OSError/ValueError/RuntimeError/SafetensorError
