@@ -36,6 +36,17 @@ class AptOptions:
         "bfloat16 where it is native (CUDA, AVX512-BF16 / AMX CPUs), else the compute dtype")
     admm_exact_steps: int = _opt(1, "final ADMM steps whose GEMM runs in the compute dtype",
                                  minimum=0)
+    admm_max_iters: Optional[int] = _opt(
+        None, "ADMM steps at most: beyond admm_iters the search goes on until the mask is "
+        "stable (admm_stop_change), raising rho by admm_rho_growth at each check while it is "
+        "not (None: admm_iters, no stability check)", minimum=1)
+    admm_stop_change: float = _opt(
+        1e-3, "stability stop of the extended search: the fraction of the pruned count that "
+        "may still change between checks", minimum=0.0)
+    admm_rho_growth: float = _opt(
+        1.0, "factor on rho at each check of the extended search while the mask changes "
+        "(1: rho fixed)", minimum=0.0)
+    admm_check_every: int = _opt(1, "steps between the extended search's checks", minimum=1)
     compute_dtype: Literal["float32", "float64"] = _opt(
         "float32", "dtype of the ADMM search and of the CG refit")
     damp_unit: Optional[Literal["diag", "mean", "median"]] = _opt(
@@ -44,6 +55,10 @@ class AptOptions:
     refit: Optional[Literal["cg", "exact", False]] = _opt(
         None, "least-squares refit of the kept weights on the final mask: 'cg', 'exact' or "
         "false (None: false for admm, 'cg' for blockwise)")
+    refit_precond: Literal["jacobi", "hinv"] = _opt(
+        "jacobi", "preconditioner of the 'cg' refit: diag(H)^-1 ('jacobi') or H^-1 restricted "
+        "to the kept weights ('hinv': one more GEMM and one inverse, fewer steps on "
+        "correlated inputs)")
     refit_iters: Optional[int] = _opt(
         None, "conjugate-gradient steps of the 'cg' refit (None: 2 for admm, 5 for blockwise)",
         minimum=1)
