@@ -124,7 +124,7 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     accepted). Returns ``(pruned weight in the compute dtype, mask (True = pruned), info)``;
     the pruned weights are exactly zero and dead inputs (``diag H == 0``) are always pruned.
     """
-    opts = AptOptions.from_mapping(options).resolved()
+    opts = AptOptions.from_mapping(options).resolved().for_pattern(pattern.structured, sparsity)
     if percdamp is None:
         percdamp = default_damping()
     hessian = hessian.to(weight.device)
