@@ -104,3 +104,60 @@ def test_low_precision_gemms_keep_the_pattern_and_the_last_step_exact(pattern, s
     one_low = admm_search(W.clone(), Hd, dead, pattern, sparsity, iters=1, ramp=1,
                           gemm_dtype=torch.bfloat16)
     assert torch.equal(one[0], one_low[0]) and torch.equal(one[1], one_low[1])
+
+
+@pytest.mark.parametrize("pattern,sparsity", [(Pattern(), 0.5), (Pattern(), 0.8),
+                                              (Pattern(2, 4), 0.5)])
+def test_stability_stop_is_the_plain_search_of_that_length(pattern, sparsity):
+    """Beyond ``iters`` with rho fixed, the search stops at the first check where the mask is
+    what it was at the previous one; the result is then exactly the plain search run for that
+    many steps (the stop only decides the length), with the pattern exact. (rho 3: with a
+    small rho the 2:4 mask of this small problem keeps cycling.)"""
+    W, H = problem(8, 32, seed=6)
+    Hd, dead = damped(H, 0.2, "diag")
+    stats = {}
+    w, mask = admm_search(W.clone(), Hd, dead, pattern, sparsity, iters=6, ramp=4, rho=3.0,
+                          max_iters=200, stop_change=1e-12, stats=stats)
+    steps = stats["steps"]
+    assert 6 <= steps < 200
+    plain = admm_search(W.clone(), Hd, dead, pattern, sparsity, iters=steps, ramp=4, rho=3.0)
+    assert torch.equal(w, plain[0]) and torch.equal(mask, plain[1])
+    _, before = admm_search(W.clone(), Hd, dead, pattern, sparsity, iters=steps - 1, ramp=4,
+                            rho=3.0)
+    assert steps == 6 or torch.equal(before, mask)      # stable since the previous step
+    if pattern.structured:
+        assert (mask.reshape(8, -1, pattern.m).sum(-1) == pattern.n).all()
+    else:
+        assert int(mask.sum()) == prune_count(sparsity, W.numel())
+
+
+@pytest.mark.parametrize("pattern,sparsity", [(Pattern(), 0.7), (Pattern(2, 4), 0.5)])
+def test_rho_growth_settles_a_search_that_cycles_at_fixed_rho(pattern, sparsity):
+    """From rho 0.5 the mask of this small problem keeps changing for 2000 steps; raising rho
+    at each check while it changes makes it settle, on a mask of exactly the pattern. (Where
+    it settles the weights need not be the refit optimum yet: a large rho pins x to z, so the
+    kept weights move slowly; hence the refit after such a search.)"""
+    W, H = problem(6, 16, seed=3)
+    Hd, dead = damped(H, 0.2, "diag")
+    runs = {}
+    for growth in (1.0, 1.2):
+        stats = {}
+        w, mask = admm_search(W.clone(), Hd, dead, pattern, sparsity, iters=4, ramp=4,
+                              rho=0.5, max_iters=2000, stop_change=1e-12, rho_growth=growth,
+                              check_every=3, stats=stats)
+        runs[growth] = stats
+    assert runs[1.0]["steps"] == 2000 and runs[1.0]["rho_final"] == 0.5
+    assert runs[1.2]["steps"] < 2000 and runs[1.2]["rho_final"] > 0.5
+    assert (w[mask] == 0).all()
+    if pattern.structured:
+        assert (mask.reshape(6, -1, pattern.m).sum(-1) == pattern.n).all()
+    else:
+        assert int(mask.sum()) == prune_count(sparsity, W.numel())
+
+
+def test_extended_search_options_are_validated():
+    from apt.pruning.apt_options import AptOptions
+    for bad in ({"admm_max_iters": 0}, {"admm_stop_change": -1.0}, {"admm_rho_growth": 0.0},
+                {"admm_check_every": 0}, {"refit_precond": "ilu"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            AptOptions.from_mapping(bad)

@@ -222,7 +222,7 @@ def test_dead_inputs_pruned(search, pattern, sparsity):
     ({"compute_dtype": "half"}, "compute_dtype='half'"),
     ({"search": "nope"}, "search='nope'"),
     ({"admm_iters": 3, "admm_ramp": 4}, r"admm_ramp \(4\) must be <= admm_iters \(3\)"),
-    ({"admm_rho": 0.0}, "admm_rho=0.0: expected float > 0.0"),
+    ({"admm_rho": 0.0}, r"admm_rho=0.0: expected None \| float > 0.0"),
     ({"admm_iters": 2.5}, "admm_iters=2.5: expected int >= 1"),
     ({"admm_gemm_dtype": "int8"}, "admm_gemm_dtype='int8'"),
     ({"admm_exact_steps": -1}, "admm_exact_steps=-1"),
@@ -305,3 +305,31 @@ def test_default_apt_has_a_lower_layer_error_than_sparsegpt(shape, pattern, spar
     a = prune_matrix(W, H, "apt", sparsity, pattern)
     s = prune_matrix(W, H, "sparsegpt", sparsity, pattern)
     assert err(W, a.weight, H) < err(W, s.weight, H)
+
+
+@pytest.mark.parametrize("pattern,sparsity,ramp,rho", [
+    ("2:4", None, 2, 1.25), ("4:8", None, 2, 1.25), ("unstructured", 0.7, 2, 1.5),
+    ("unstructured", 0.8, 2, 1.5), ("unstructured", 0.5, 8, 1.5), ("unstructured", 0.6, 8, 1.5)])
+def test_admm_ramp_and_rho_default_per_pattern_family(pattern, sparsity, ramp, rho):
+    """Left unset, the ramp and rho follow the pattern (AptOptions.PATTERN_DEFAULTS), the
+    result records what ran, a value given is kept, and the ramp never exceeds the steps."""
+    W, H, _ = problem(m=4, n=16)
+    r = prune_matrix(W, H, "apt", sparsity, pattern)
+    assert (r.info["admm_ramp"], r.info["admm_rho"]) == (ramp, rho)
+    r = prune_matrix(W, H, "apt", sparsity, pattern, admm_ramp=3, admm_rho=2.0)
+    assert (r.info["admm_ramp"], r.info["admm_rho"]) == (3, 2.0)
+    r = prune_matrix(W, H, "apt", sparsity, pattern, admm_iters=1)
+    assert r.info["admm_ramp"] == 1
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (256, 96), (64, 256)])
+@pytest.mark.parametrize("pattern,sparsity", [("unstructured", 0.75), ("unstructured", 0.8),
+                                              ("2:4", None), ("4:8", None)])
+def test_pattern_defaults_beat_the_single_ramp_and_rho_where_they_differ(shape, pattern,
+                                                                         sparsity):
+    """Where the per-pattern defaults differ from the former single setting (ramp 8, rho 1.5):
+    at N:M and high unstructured sparsity, the default's in-sample layer error is lower."""
+    W, H = realistic_problem(*shape, seed=sum(shape))
+    new = prune_matrix(W, H, "apt", sparsity, pattern)
+    old = prune_matrix(W, H, "apt", sparsity, pattern, admm_ramp=8, admm_rho=1.5)
+    assert err(W, new.weight, H) < err(W, old.weight, H)

@@ -65,7 +65,10 @@ def project_mask(scores: torch.Tensor, pattern: Pattern, fraction: float,
 def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
                 pattern: Pattern, sparsity: float, iters: int = 10, ramp: int = 8,
                 rho: float = 1.5, gemm_dtype: torch.dtype | None = None,
-                exact_steps: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                exact_steps: int = 1, max_iters: int | None = None,
+                stop_change: float = 1e-3, rho_growth: float = 1.0,
+                check_every: int = 1, stats: dict | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """ADMM on ``1/2 (w - w0) H (w - w0)^T`` with the pattern's zeros.
 
     ``weight`` (m x n) and the damped ``hessian`` (n x n, positive definite) in the compute
@@ -74,6 +77,14 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
     dtype of every step's GEMM but the last ``exact_steps`` (the last sets the weights
     returned), which run in the compute dtype (None: all in the compute dtype). The earlier
     steps only steer the mask.
+
+    ``max_iters > iters``: after ``iters`` steps the search goes on while the mask still
+    changes, every ``check_every`` steps comparing it with the last check's: it stops once
+    fewer than ``stop_change`` x the pruned count changed (or at ``max_iters``), and until then
+    multiplies rho by ``rho_growth`` at each check after the ramp (re-inverting
+    ``Hn + rho I``), which pulls ``x`` onto ``z`` and settles the mask. The stopping step's
+    GEMM runs in the compute dtype. ``stats``, if given, receives the steps run and the final
+    rho.
 
     Masks live as 0 / 1 floats in the loop (``z = v - v * mask``): on CPU, comparisons that
     write floats and products with them are several times faster than bool masks and
@@ -87,12 +98,18 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
     if not (isinstance(exact_steps, int) and exact_steps >= 0):
         raise ValueError(f"admm_exact_steps must be an integer >= 0 (the final steps whose "
                          f"GEMM runs in the compute dtype); got {exact_steps!r}")
+    extended = max_iters is not None and max_iters > iters
+    last_step = max_iters - 1 if extended else iters - 1
     d = torch.diagonal(_inverse(hessian)).rsqrt()
     Hn = hessian / d / d.unsqueeze(1)
-    A = Hn.clone()
-    A.diagonal().add_(rho)
-    A = torch.cholesky_inverse(torch.linalg.cholesky(A))
-    A_low = A.to(gemm_dtype) if gemm_dtype not in (None, A.dtype) else None
+
+    def penalty_inverse(r):
+        A = Hn.clone()
+        A.diagonal().add_(r)
+        A = torch.cholesky_inverse(torch.linalg.cholesky(A))
+        return A, (A.to(gemm_dtype) if gemm_dtype not in (None, A.dtype) else None)
+
+    A, A_low = penalty_inverse(rho)
     w0 = weight * d
     x = w0.clone()
     u = torch.zeros_like(x)
@@ -103,26 +120,48 @@ def admm_search(weight: torch.Tensor, hessian: torch.Tensor, dead: torch.Tensor,
     if A_low is not None:
         y_low = torch.empty(x.shape, dtype=A_low.dtype, device=x.device)
         r_low = torch.empty_like(y_low)
+    prev = torch.empty_like(mask_buf) if extended else None
     mask = None
     dead_low = None
     if bool(dead.any()):     # dead inputs score -1, below every |v|: pruned first
         dead_low = dead.to(x.dtype).unsqueeze(0)
-    for step in range(iters):
+    step = 0
+    while True:
         torch.abs(v, out=scores)
         if dead_low is not None:
             scores.addcmul_(scores, dead_low, value=-1.0).sub_(dead_low)
         mask = project_mask(scores, pattern, ramp_fraction(step, ramp, sparsity), sparsity,
                             dtype=torch.float32, out=mask_buf)
+        final = step >= last_step
+        new_rho = None
+        if extended and step + 1 >= ramp and (step + 1 - ramp) % check_every == 0:
+            if step + 1 > ramp:       # the mask of the last check had the target's count
+                changed = float(torch.sub(mask, prev, out=scores).abs_().sum())
+                if step + 1 >= iters and changed < stop_change * max(1.0, float(mask.sum())):
+                    final = True
+                elif rho_growth != 1.0:
+                    new_rho = rho * rho_growth
+            prev.copy_(mask)
         z = v.addcmul_(v, mask, value=-1.0)          # v with the mask's entries zeroed
         u.add_(x).sub_(z)
+        if new_rho is not None and not final:    # scaled dual: rho u stays the same
+            u.mul_(rho / new_rho)
+            rho = new_rho
+            A, A_low = penalty_inverse(rho)
         # (w0 Hn + rho (z - u)) A = w0 + rho (z - u - w0) A, since Hn A = I - rho A: one GEMM
         y = z.sub_(u).sub_(w0)
-        if A_low is not None and step < iters - exact_steps:
+        low_ok = step < iters - exact_steps if not extended else not final
+        if A_low is not None and low_ok:
             torch.mm(y_low.copy_(y), A_low, out=r_low)
             torch.add(w0, x.copy_(r_low), alpha=rho, out=x)    # exact widening first
         else:
             torch.addmm(w0, y, A, alpha=rho, out=x)
         v = torch.add(x, u, out=z)                          # z's buffer is free again
+        if final:
+            break
+        step += 1
+    if stats is not None:
+        stats.update(steps=step + 1, rho_final=rho)
     return v.addcmul_(v, mask, value=-1.0).div_(d), mask.bool()
 
 

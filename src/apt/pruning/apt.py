@@ -97,15 +97,20 @@ def _admm(W, hessian, pattern, sparsity, percdamp, opts: AptOptions):
     if any_dead:
         W[:, dead] = 0.0
     low = gemm_dtype(opts.admm_gemm_dtype, cd, W.device)
+    stats: dict = {}
     W, mask = admm_search(W, H.to(cd), dead, pattern, sparsity, iters=opts.admm_iters,
                           ramp=opts.admm_ramp, rho=float(opts.admm_rho), gemm_dtype=low,
-                          exact_steps=opts.admm_exact_steps)
+                          exact_steps=opts.admm_exact_steps, max_iters=opts.admm_max_iters,
+                          stop_change=float(opts.admm_stop_change),
+                          rho_growth=float(opts.admm_rho_growth),
+                          check_every=opts.admm_check_every, stats=stats)
     if any_dead:   # more dead weights than the pattern prunes: prune() adds them to the mask
         W[:, dead] = 0.0
     info = {"percdamp_used": percdamp, "damp_unit": opts.damp_unit, "cholesky_retries": [],
             "dead_inputs": int(dead.sum()), "admm_iters": opts.admm_iters,
             "admm_ramp": opts.admm_ramp, "admm_rho": float(opts.admm_rho),
-            "admm_gemm_dtype": str(low).removeprefix("torch.")}
+            "admm_gemm_dtype": str(low).removeprefix("torch."),
+            "admm_steps_run": stats["steps"], "admm_rho_final": stats["rho_final"]}
     return W, mask, dead, H, info
 
 
@@ -119,7 +124,7 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
     accepted). Returns ``(pruned weight in the compute dtype, mask (True = pruned), info)``;
     the pruned weights are exactly zero and dead inputs (``diag H == 0``) are always pruned.
     """
-    opts = AptOptions.from_mapping(options).resolved()
+    opts = AptOptions.from_mapping(options).resolved().for_pattern(pattern.structured, sparsity)
     if percdamp is None:
         percdamp = default_damping()
     hessian = hessian.to(weight.device)
@@ -139,7 +144,11 @@ def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsit
         if opts.refit == "exact":
             W = refit_exact(W0, H, mask)
         else:
-            W = refit_cg(W0, H.to(dt), mask, W.to(dt), iters=int(opts.refit_iters))
+            Hc = H.to(dt)
+            hinv = None
+            if opts.refit_precond == "hinv":
+                hinv = torch.cholesky_inverse(torch.linalg.cholesky(Hc))
+            W = refit_cg(W0, Hc, mask, W.to(dt), iters=int(opts.refit_iters), hinv=hinv)
     if opts.search != "admm" or opts.refit:     # the ADMM search returns W zero on its mask
         W = W.masked_fill(mask, 0.0)
     info.update({"refit": opts.refit, "refit_iters": opts.refit_iters})
