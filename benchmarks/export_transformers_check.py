@@ -64,8 +64,7 @@ def load_and_compare(dense: str, export: str) -> dict:
 
 
 def tiny_pairs(work: Path) -> list[tuple[str, str, str]]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import FAMILIES, TINY_TEXT, make_tiny_model
+    from tests.tiny_models import FAMILIES, TINY_TEXT, make_tiny_model   # run from the repo root
 
     from apt.cli import main as apt
 

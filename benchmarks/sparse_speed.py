@@ -231,14 +231,14 @@ def cuda_part(model, report, args, device) -> dict:
 
 def random_checkpoint(shape: str, layers: int | None, pattern: str, dtype, device):
     """A random-weight LLaMA of ``shape`` with every block linear magnitude-pruned to ``pattern``."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from engine_random import build_model
-    from solvers import parse_pattern_arg
+    from apt.pruning import parse_target
+    from benchmarks.engine_random import build_model
 
     from apt.models import adapter_for
     from apt.pruning import prune_matrix
 
-    _, pat, sparsity = parse_pattern_arg(pattern)
+    target = parse_target(pattern)
+    pat, sparsity = target.pattern_arg, (None if target.pattern.structured else target.sparsity)
     model, _ = build_model(shape, layers, torch.float32)
     adapter = adapter_for(model)
     modules = []

@@ -72,11 +72,18 @@ class AptOptions:
     }
 
     #: what ``admm_ramp`` / ``admm_rho`` become when left at None, per pattern family: N:M,
-    #: unstructured from ``HIGH_SPARSITY`` up, and below it (:meth:`for_pattern`)
+    #: unstructured from ``HIGH_SPARSITY`` up, and below it (:meth:`for_pattern`). One setting
+    #: for all of them for now; the candidates that measured better on held-out layers (N:M:
+    #: ramp 2, rho 1.25; from 70 %: ramp 2) are in :data:`PATTERN_CANDIDATES`, to become the
+    #: defaults once confirmed end to end over three calibration draws (docs/decisions.md)
     PATTERN_DEFAULTS: typing.ClassVar[dict] = {
+        "nm": {"admm_ramp": 8, "admm_rho": 1.5},
+        "high": {"admm_ramp": 8, "admm_rho": 1.5},
+        "low": {"admm_ramp": 8, "admm_rho": 1.5},
+    }
+    PATTERN_CANDIDATES: typing.ClassVar[dict] = {
         "nm": {"admm_ramp": 2, "admm_rho": 1.25},
         "high": {"admm_ramp": 2, "admm_rho": 1.5},
-        "low": {"admm_ramp": 8, "admm_rho": 1.5},
     }
     HIGH_SPARSITY: typing.ClassVar[float] = 0.7
 
