@@ -53,6 +53,19 @@ def pattern_flags(token):
     return f"--pattern {n}:{m}"
 
 
+def allocation_flags(token):
+    """The `apt prune` flags of the config's allocation for a pattern token: OWL's for the
+    unstructured patterns, none for N:M (always uniform) or a uniform allocation."""
+    alloc = config.get("allocation") or {}
+    if alloc.get("name", "uniform") != "owl" or not token.startswith("u"):
+        return ""
+    flags = ["--allocation owl"]
+    for key, flag in (("owl_m", "--owl-m"), ("owl_lambda", "--owl-lambda")):
+        if key in alloc:
+            flags.append(f"{flag} {float(alloc[key])!r}")
+    return " ".join(flags)
+
+
 _check_config(config)
 
 R = config["results"]

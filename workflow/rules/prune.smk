@@ -15,6 +15,7 @@ rule prune:
         device=DEVICE,
         model=lambda w: model_source(w.model),
         pattern=lambda w: pattern_flags(w.pattern),
+        allocation=lambda w: allocation_flags(w.pattern),
         calib=f"--nsamples {CALIB['nsamples']} --seed {CALIB['seed']}",
         seqlen=lambda w: calib_seqlen(w.model),
         dtype=lambda w: dtype_flag(w.model),
@@ -31,7 +32,7 @@ rule prune:
         f"{R}/logs/prune/{{model}}/{{method}}-{{pattern}}.tsv"
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} {params.apt} --model {params.model} --method {wildcards.method}"
-        " {params.pattern} --calib {input.calib} {params.calib} --seqlen {params.seqlen}"
+        " {params.pattern} {params.allocation} --calib {input.calib} {params.calib} --seqlen {params.seqlen}"
         " --device {params.device} {params.dtype} {params.extra} --out {output.ckpt} > {log} 2>&1"
         " && cp {output.ckpt}/prune_report.json {output.report}.tmp"
         " && mv {output.report}.tmp {output.report}"

@@ -54,10 +54,13 @@ class _Sharing:
 
 @contextlib.contextmanager
 def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
-                      device: torch.device) -> Iterator[dict[str, HessianAccumulator]]:
+                      device: torch.device, make=HessianAccumulator
+                      ) -> Iterator[dict[str, HessianAccumulator]]:
     """While inside, every forward of ``block`` adds the inputs of ``names`` to accumulators.
 
     The yielded dict maps each name to its accumulator (several names may map to one object).
+    ``make(n, device)``: the accumulator of a layer of ``n`` inputs (default the Hessian's;
+    :class:`apt.pruning.stats.NormAccumulator` where only the input norms are needed).
     """
     modules = adapter.prunable(block)
     taps = adapter.input_taps(block)
@@ -76,7 +79,7 @@ def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
     handles = [block.register_forward_pre_hook(reset)]
     for name in names:
         module = modules[name]
-        own[name] = acc = HessianAccumulator(adapter.in_features(module), device=device)
+        own[name] = acc = make(adapter.in_features(module), device=device)
         if name in taps:
             source, fn = taps[name]
 
