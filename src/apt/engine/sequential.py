@@ -10,6 +10,9 @@ By default all prunable layers of a block are pruned from the statistics of one 
 dense block (as the reference SparseGPT and Wanda code do). With ``true_sequential`` the
 adapter's groups (q/k/v, then o, then the MLP input, then its output) are pruned one after the
 other, each from inputs that already pass through the pruned groups before it.
+
+Every layer gets the target sparsity, or with ``allocation="owl"`` its block's sparsity from a
+dense pass made first (:mod:`apt.engine.owl`), the model's total exactly the target.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from apt.engine.owl import OwlPlan, block_totals, plan_owl
 from apt.models.base import Adapter
 from apt.pruning import prune_matrix
 from apt.pruning.allocation import OwlOptions, check_allocation, outlier_ratio
-from apt.pruning.patterns import parse_pattern
 from apt.pruning.metrics import relative_error
+from apt.pruning.patterns import parse_pattern
 
 log = logging.getLogger(__name__)
 
