@@ -210,3 +210,14 @@ def test_cli_refuses_bad_allocations_before_pruning(owl_model, tiny_text_file, t
     monkeypatch.setattr(apt.engine, "prune_model", refuse)
     assert main(_cli(owl_model, tmp_path / "o", tiny_text_file, *extra, pattern=pattern)) == 2
     assert message in capsys.readouterr().err
+
+
+def test_owl_runs_on_every_family_with_an_exact_total(tiny_model_dir, family):
+    model, _ = load_model(str(tiny_model_dir(family)))
+    report, _ = prune_model(model, adapter_for(model), _ids(),
+                            PruneSettings(method="sparsegpt", sparsity=0.5, allocation="owl"),
+                            progress=False)
+    alloc = report["allocation"]
+    assert report["totals"]["pruned"] == prune_count(0.5, report["totals"]["params"])
+    assert all(0.42 - 1e-3 <= b["sparsity"] <= 0.58 + 1e-3 for b in alloc["blocks"])
+    assert all(0 <= b["outlier_ratio"] < 1 for b in alloc["blocks"])

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from apt.engine.capture import BlockInputs
-from apt.engine.hooks import accumulate_inputs, stats_forward
+from apt.engine.hooks import accumulate_inputs
 from apt.models.base import Adapter
 from apt.pruning import METHODS
 from apt.pruning.allocation import (LayerSize, OwlOptions, block_sparsities, count_fraction,
@@ -78,13 +78,13 @@ def dense_outlier_ratios(model: nn.Module, adapter: Adapter, inputs: BlockInputs
     for block in adapter.blocks(model):
         home = next(block.parameters()).device
         block.to(device)
-        with accumulate_inputs(adapter, block, names, device, make=NormAccumulator) as accs:
-            for j in range(len(view.hidden)):
-                stats_forward(view.call, block, j)
+        # one forward per sample: the norms on the way, the outputs for the next block
+        with accumulate_inputs(adapter, block, names, device, make=NormAccumulator,
+                               stop=False) as accs:
+            view.hidden = [view.call(block, j) for j in range(len(view.hidden))]
         modules = adapter.prunable(block)
         ratios.append(outlier_ratio([(adapter.get_weight(modules[n]), accs[n].input_sq_norms())
                                      for n in names], m))
-        view.hidden = [view.call(block, j) for j in range(len(view.hidden))]
         block.to(home)
     return ratios
 
