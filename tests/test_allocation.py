@@ -73,6 +73,20 @@ def test_symmetric_ratios_give_the_authors_map_and_equal_ratios_uniform():
     assert block_sparsities([0.02] * 4, [1, 2, 3, 4], 0.6, 0.08) == [0.6] * 4
 
 
+def test_authors_spread_has_slope_two_lambda_and_keeps_the_mean():
+    # the same five blocks as above: n = [0, 0, 1, 0, 0], nbar = 0.2, slope 2 lambda = 0.16
+    s = block_sparsities([0.01, 0.01, 0.05, 0.01, 0.01], [100] * 5, 0.7, 0.08, "authors")
+    assert s[2] == pytest.approx(0.7 - 0.16 * 0.8, abs=1e-15)     # below target - lambda
+    assert s[0] == pytest.approx(0.7 + 0.16 * 0.2, abs=1e-15)
+    assert sum(s) / 5 == pytest.approx(0.7, abs=1e-15)
+    # equal blocks: the authors' map, min-max to [0, 2 lambda] then centred on the target
+    ratios = [0.3, 0.1, 0.7, 0.2]
+    norm = [(r - 0.1) / 0.6 for r in ratios]
+    authors = [0.7 - (0.16 * n - sum(0.16 * m for m in norm) / 4) for n in norm]
+    assert block_sparsities(ratios, [5] * 4, 0.7, 0.08, "authors") == pytest.approx(authors,
+                                                                                    abs=1e-15)
+
+
 def test_layer_counts_are_exact_for_per_matrix_counts():
     rng = random.Random(1)
     for _ in range(200):
@@ -123,6 +137,7 @@ def test_count_fraction_round_trips_through_prune_count():
     ({"m": True}, "expected a number"),
     ({"lam": -0.1}, "lam=-0.1: expected >= 0"),
     ({"lam": float("nan")}, "expected a number"),
+    ({"spread": "wide"}, "spread='wide': expected one of 'band', 'authors'"),
 ])
 def test_owl_options_are_validated(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -186,7 +186,7 @@ def test_cli_uniform_is_todays_default_bit_for_bit(owl_model, tiny_text_file, tm
                      "--owl-lambda", "0.1")) == 0
     report = json.loads((tmp_path / "c" / "prune_report.json").read_text())
     assert report["settings"]["allocation"] == "owl"
-    assert report["settings"]["owl"] == {"m": 5.0, "lam": 0.1}
+    assert report["settings"]["owl"] == {"m": 5.0, "lam": 0.1, "spread": "band"}
     assert report["totals"]["pruned"] == report["allocation"]["target_zeros"]
     assert report["allocation"]["blocks"][OUTLIER_BLOCK]["sparsity"] == pytest.approx(0.5, abs=1e-3)
 
@@ -199,6 +199,9 @@ def test_cli_uniform_is_todays_default_bit_for_bit(owl_model, tiny_text_file, tm
     (["--allocation", "owl", "--owl-m", "0"], ("--sparsity", "0.6"), "m=0.0: expected > 0"),
     (["--allocation", "owl", "--owl-lambda", "0.5"], ("--sparsity", "0.6"),
      "lower lambda below 0.4"),
+    (["--allocation", "owl", "--owl-spread", "authors", "--owl-lambda", "0.25"],
+     ("--sparsity", "0.6"), "lower lambda below 0.2"),
+    (["--owl-spread", "band"], ("--sparsity", "0.6"), "--owl-spread set OWL's"),
 ])
 def test_cli_refuses_bad_allocations_before_pruning(owl_model, tiny_text_file, tmp_path,
                                                     monkeypatch, capsys, extra, pattern, message):

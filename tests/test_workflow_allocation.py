@@ -16,14 +16,14 @@ def _prune_commands(out):
 
 def test_owl_flags_reach_unstructured_jobs_only(tmp_path):
     cfg = load_config("config.yaml")
-    cfg["allocation"] = {"name": "owl", "owl_lambda": 0.1}
+    cfg["allocation"] = {"name": "owl", "owl_lambda": 0.1, "owl_spread": "authors"}
     res = snakemake(tmp_path, "-n", "--cores", "1", "-p",
                     configfile=write_config(tmp_path / "owl.yaml", cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     jobs = _prune_commands(res.stdout + res.stderr)
     assert jobs and any("-u50" in k for k in jobs) and any("-2of4" in k for k in jobs)
     for name, block in jobs.items():
-        owl = "--allocation owl --owl-lambda 0.1 " in block
+        owl = "--allocation owl --owl-lambda 0.1 --owl-spread authors " in block
         assert owl == ("-u50" in name), (name, block)
         assert "--owl-m" not in block          # not set: the library's default
 
@@ -36,7 +36,8 @@ def test_default_config_has_no_allocation_flags(tmp_path):
 
 
 @pytest.mark.parametrize("value", [{"name": "layerwise"}, {"name": "owl", "owl_m": 0},
-                                   {"name": "owl", "lam": 0.1}, "owl"])
+                                   {"name": "owl", "lam": 0.1}, "owl",
+                                   {"name": "owl", "owl_spread": "wide"}])
 def test_schema_refuses_bad_allocations(value):
     cfg = load_config("config.yaml")
     cfg["allocation"] = value

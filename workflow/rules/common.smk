@@ -63,6 +63,8 @@ def allocation_flags(token):
     for key, flag in (("owl_m", "--owl-m"), ("owl_lambda", "--owl-lambda")):
         if key in alloc:
             flags.append(f"{flag} {float(alloc[key])!r}")
+    if "owl_spread" in alloc:
+        flags.append(f"--owl-spread {alloc['owl_spread']}")
     return " ".join(flags)
 
 

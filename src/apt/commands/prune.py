@@ -42,6 +42,9 @@ def add_arguments(parser):
                         "block's mean score (default 5)")
     a.add_argument("--owl-lambda", type=float, default=None, metavar="LAMBDA",
                    help="OWL: block sparsities within --sparsity +- LAMBDA (default 0.08)")
+    a.add_argument("--owl-spread", default=None, choices=("band", "authors"),
+                   help="OWL: 'band' keeps every block within +- LAMBDA (the paper, default); "
+                        "'authors' uses slope 2 LAMBDA as the authors' code, which can leave it")
     c = parser.add_argument_group("calibration")
     c.add_argument("--calib", default="c4-sample",
                    help="dataset name / text file (sampled here) or a .pt file from `apt calib`")
@@ -82,11 +85,13 @@ def allocation_from_args(args, structured: bool, target: float):
         check_allocation(args.allocation, structured)
     except ValueError as exc:
         raise AptError(f"--allocation: {exc}") from None
-    given = {k: v for k, v in (("m", args.owl_m), ("lam", args.owl_lambda)) if v is not None}
+    flags = {"m": "--owl-m", "lam": "--owl-lambda", "spread": "--owl-spread"}
+    given = {k: getattr(args, flags[k].lstrip("-").replace("-", "_")) for k in flags}
+    given = {k: v for k, v in given.items() if v is not None}
     if args.allocation != "owl":
         if given:
-            flags = ", ".join("--owl-m" if k == "m" else "--owl-lambda" for k in given)
-            raise AptError(f"{flags} set OWL's hyperparameters; add --allocation owl")
+            named = ", ".join(flags[k] for k in given)
+            raise AptError(f"{named} set OWL's hyperparameters; add --allocation owl")
         return args.allocation, None
     try:
         owl = OwlOptions(**given)

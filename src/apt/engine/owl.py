@@ -54,6 +54,7 @@ class OwlPlan:
                            "outlier_ratio_pruned_inputs": seen[0] if seen else None,
                            **block_totals(records, i)})
         return {"name": "owl", "owl_m": self.options.m, "owl_lambda": self.options.lam,
+                "owl_spread": self.options.spread,
                 "target": self.target, "target_zeros": self.target_zeros,
                 "planned_zeros": sum(self.layer_zeros.values()), "count_unit": self.count_unit,
                 "dense_pass_s": self.time_s, "blocks": blocks}
@@ -105,7 +106,7 @@ def plan_owl(model: nn.Module, adapter: Adapter, inputs: BlockInputs, device: to
     sizes = [0] * len(ratios)
     for layer in layers:
         sizes[layer.block] += layer.numel
-    sparsity = block_sparsities(ratios, sizes, target, options.lam)
+    sparsity = block_sparsities(ratios, sizes, target, options.lam, options.spread)
     counts = layer_counts(layers, sparsity, target)
     return OwlPlan(
         options=options, target=target, ratios=ratios, block_sparsity=sparsity,

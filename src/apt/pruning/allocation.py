@@ -9,7 +9,9 @@ concatenates the block's score matrices before counting). The ratios are min-max
 the most outlier-rich block gets the lowest sparsity, ``nbar`` is the mean of ``n_b`` weighted
 by each block's prunable weights (so the weighted mean of ``s_b`` is the target), and ``c`` is
 the largest slope, at most ``2 lam``, that keeps every ``s_b`` in ``[target - lam, target +
-lam]`` (the paper's band; with ``nbar = 1/2`` it is the authors' map exactly).
+lam]`` (the paper's band; with ``nbar = 1/2`` it is the authors' map exactly). ``spread=
+"authors"`` takes ``c = 2 lam`` as the authors' code does: a band of width ``2 lam`` that can
+leave ``target +- lam`` (for equal-sized blocks it is their map exactly).
 
 :func:`layer_counts` turns the block sparsities into whole numbers of pruned weights per layer
 whose sum is exactly ``floor(target * N)`` (``N`` the model's prunable weights), in units of the
@@ -29,6 +31,7 @@ import torch
 from apt.pruning.masks import prune_count
 
 ALLOCATIONS = ("uniform", "owl")
+SPREADS = ("band", "authors")
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,17 @@ class OwlOptions:
                 "times its block's mean score"})
     lam: float = field(default=0.08, metadata={
         "help": "half-width of the band of block sparsities, [target - lam, target + lam]"})
+    spread: str = field(default="band", metadata={
+        "help": "'band': every block within target +- lam (the paper); 'authors': slope "
+                "2 lam as in the authors' code, a band 2 lam wide that may leave target +- lam"})
 
     def __post_init__(self):
+        if self.spread not in SPREADS:
+            raise ValueError(f"OWL option spread={self.spread!r}: expected one of "
+                             f"{', '.join(map(repr, SPREADS))} ({_help('spread')})")
         for f in dataclasses.fields(self):
+            if f.name == "spread":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value):
@@ -54,11 +65,14 @@ class OwlOptions:
             raise ValueError(f"OWL option lam={self.lam!r}: expected >= 0 ({_help('lam')})")
 
     def check_target(self, target: float) -> None:
-        """The band must lie inside (0, 1): every block keeps and prunes something."""
-        if not (0 < target - self.lam and target + self.lam < 1):
-            raise ValueError(f"OWL band [{target - self.lam:g}, {target + self.lam:g}] "
-                             f"(target {target:g} +- lambda {self.lam:g}) leaves (0, 1); "
-                             f"lower lambda below {min(target, 1 - target):g}")
+        """The band must lie inside (0, 1): every block keeps and prunes something (with
+        ``spread="authors"`` the widest it can be, ``target +- 2 lam``)."""
+        half = self.lam if self.spread == "band" else 2 * self.lam
+        if not (0 < target - half and target + half < 1):
+            limit = min(target, 1 - target) / (half / self.lam)
+            raise ValueError(f"OWL band [{target - half:g}, {target + half:g}] (target "
+                             f"{target:g}, lambda {self.lam:g}, spread {self.spread!r}) leaves "
+                             f"(0, 1); lower lambda below {limit:g}")
 
     @classmethod
     def describe(cls) -> str:
@@ -101,10 +115,10 @@ def outlier_ratio(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], m: float 
 
 
 def block_sparsities(ratios: Sequence[float], sizes: Sequence[int], target: float,
-                     lam: float = 0.08) -> list[float]:
+                     lam: float = 0.08, spread: str = "band") -> list[float]:
     """OWL's block sparsities from the blocks' outlier ratios and prunable weights (module
-    docstring): in ``[target - lam, target + lam]``, weighted mean ``target``, lower where the
-    ratio is higher. Equal ratios give ``target`` everywhere."""
+    docstring): in ``[target - lam, target + lam]`` (``spread="band"``), weighted mean
+    ``target``, lower where the ratio is higher. Equal ratios give ``target`` everywhere."""
     if len(ratios) != len(sizes) or not ratios:
         raise ValueError(f"one outlier ratio and one size per block; got {len(ratios)} ratios "
                          f"and {len(sizes)} sizes")
@@ -115,7 +129,7 @@ def block_sparsities(ratios: Sequence[float], sizes: Sequence[int], target: floa
         return [float(target)] * len(ratios)
     norm = [(r - lo) / (hi - lo) for r in ratios]
     nbar = sum(n * w for n, w in zip(norm, sizes)) / sum(sizes)
-    slope = lam / max(nbar, 1.0 - nbar)
+    slope = lam / max(nbar, 1.0 - nbar) if spread == "band" else 2 * lam
     return [target - slope * (n - nbar) for n in norm]
 
 
