@@ -23,7 +23,7 @@ def spearman(a, b):
     return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb)) / (n * (n * n - 1))
 APT = "PYTHONPATH=src OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 APT_RESOURCES=resources .venv/bin/python -m apt"
 res = {
-  "what": "OWL vs uniform allocation at 70 % unstructured on SmolLM2-135M, calibration seed 0 (one draw), perplexity on the first 8 windows of 512 tokens",
+  "what": "OWL vs uniform allocation at 70 % unstructured on SmolLM2-135M, one calibration draw (seed in the commands), perplexity on the first 8 windows of 512 tokens",
   "machine": "project CPU machine (2 cores shared with other jobs, load ~15-19), 1 thread per process",
   "made_by": "benchmarks/owl_smollm2.sh WORK (run in two parts: uniform and owl first, owl-authors after), then benchmarks/owl_collect.py WORK OUT",
   "commands": {
