@@ -76,6 +76,21 @@ def _pattern_seeds(cfg, targets):
     return out
 
 
+def allocation_flags(token):
+    """The `apt prune` flags of the config's allocation for a pattern token: OWL's for the
+    unstructured patterns, none for N:M (always uniform) or a uniform allocation."""
+    alloc = config.get("allocation") or {}
+    if alloc.get("name", "uniform") != "owl" or not token.startswith("u"):
+        return ""
+    flags = ["--allocation owl"]
+    for key, flag in (("owl_m", "--owl-m"), ("owl_lambda", "--owl-lambda")):
+        if key in alloc:
+            flags.append(f"{flag} {float(alloc[key])!r}")
+    if "owl_spread" in alloc:
+        flags.append(f"--owl-spread {alloc['owl_spread']}")
+    return " ".join(flags)
+
+
 TARGETS = _targets(config)
 _check_config(config)
 

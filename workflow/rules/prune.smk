@@ -17,6 +17,7 @@ rule prune:
         model=lambda w: model_source(w.model),
         pattern=lambda w: pattern_flags(w.pattern),
         nsamples=CALIB["nsamples"],
+        allocation=lambda w: allocation_flags(w.pattern),
         seqlen=lambda w: calib_seqlen(w.model),
         dtype=lambda w: dtype_flag(w.model),
         extra=lambda w: config["method_args"].get(w.method, ""),
@@ -32,7 +33,7 @@ rule prune:
         f"{R}/logs/prune/{{model}}/{{method}}-{{pattern}}-s{{seed}}.tsv"
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} {params.apt} --model {params.model} --method {wildcards.method}"
-        " {params.pattern} --calib {input.calib} --nsamples {params.nsamples} --seed {wildcards.seed}"
+        " {params.pattern} {params.allocation} --calib {input.calib} --nsamples {params.nsamples} --seed {wildcards.seed}"
         " --seqlen {params.seqlen}"
         " --device {params.device} {params.dtype} {params.extra} --out {output.ckpt} > {log} 2>&1"
         " && cp {output.ckpt}/prune_report.json {output.report}.tmp"

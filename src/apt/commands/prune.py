@@ -31,6 +31,20 @@ def add_arguments(parser):
     g.add_argument("--sparsity", type=float, default=None,
                    help="fraction of weights set to zero (unstructured); implied by N:M")
     g.add_argument("--out", help="output folder (HF checkpoint + prune_report.json)")
+    a = parser.add_argument_group("allocation (how the sparsity is spread over the blocks)")
+    a.add_argument("--allocation", default="uniform",
+                   help="'uniform' (every layer at --sparsity, the default) or 'owl' (per-block "
+                        "sparsities from each block's share of outlier weights, Yin et al. "
+                        "2024; unstructured only), the model's total at --sparsity exactly")
+    # defaults of apt.pruning.allocation.OwlOptions (not imported here: no torch for --help)
+    a.add_argument("--owl-m", type=float, default=None, metavar="M",
+                   help="OWL: a weight is an outlier where its Wanda score exceeds M times its "
+                        "block's mean score (default 5)")
+    a.add_argument("--owl-lambda", type=float, default=None, metavar="LAMBDA",
+                   help="OWL: block sparsities within --sparsity +- LAMBDA (default 0.08)")
+    a.add_argument("--owl-spread", default=None, choices=("band", "authors"),
+                   help="OWL: 'band' keeps every block within +- LAMBDA (the paper, default); "
+                        "'authors' uses slope 2 LAMBDA as the authors' code, which can leave it")
     c = parser.add_argument_group("calibration")
     c.add_argument("--calib", default="c4-sample",
                    help="dataset name / text file (sampled here) or a .pt file from `apt calib`")
@@ -63,6 +77,30 @@ def add_arguments(parser):
     r.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
     r.add_argument("--force", action="store_true", help="replace an existing output folder")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def allocation_from_args(args, structured: bool, target: float):
+    """``--allocation`` and OWL's hyperparameters, checked: ``(name, OwlOptions or None)``."""
+    from apt.pruning.allocation import OwlOptions, check_allocation
+
+    try:
+        check_allocation(args.allocation, structured)
+    except ValueError as exc:
+        raise AptError(f"--allocation: {exc}") from None
+    flags = {"m": "--owl-m", "lam": "--owl-lambda", "spread": "--owl-spread"}
+    given = {k: getattr(args, flags[k].lstrip("-").replace("-", "_")) for k in flags}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.allocation != "owl":
+        if given:
+            named = ", ".join(flags[k] for k in given)
+            raise AptError(f"{named} set OWL's hyperparameters; add --allocation owl")
+        return args.allocation, None
+    try:
+        owl = OwlOptions(**given)
+        owl.check_target(target)
+    except ValueError as exc:
+        raise AptError(f"--allocation owl: {exc}") from None
+    return "owl", owl
 
 
 def check_solver(method: str, sparsity, pattern: str, blocksize: int, percdamp: float | None,
@@ -145,9 +183,11 @@ def settings_from_args(args):
     # info.percdamp_used)
     pat, frac = check_solver(args.method, args.sparsity, args.pattern, args.blocksize,
                              args.percdamp, options)
+    allocation, owl = allocation_from_args(args, pat.structured, frac)
     return PruneSettings(method=args.method, sparsity=frac, pattern=str(pat),
                          blocksize=args.blocksize, percdamp=args.percdamp, seed=args.seed,
-                         true_sequential=bool(args.true_sequential), options=options)
+                         true_sequential=bool(args.true_sequential), options=options,
+                         allocation=allocation, owl=owl)
 
 
 def calibration(args, tokenizer, vocab: int, calib_ids=None, calib_settings=None):
@@ -223,9 +263,9 @@ def run(args) -> int:
     if args.no_resume:
         work.remove()
     torch.manual_seed(args.seed)
-    log.info("pruning %s (%s, %d blocks) with %s %s on %s, %d x %d calibration tokens",
-             args.model, adapter.family, len(adapter.blocks(model)), args.method, pat, device,
-             args.nsamples, args.seqlen)
+    log.info("pruning %s (%s, %d blocks) with %s %s (%s allocation) on %s, %d x %d "
+             "calibration tokens", args.model, adapter.family, len(adapter.blocks(model)),
+             args.method, pat, settings.allocation, device, args.nsamples, args.seqlen)
     report, _ = prune_model(model, adapter, calib_ids, settings, device, work_dir=work,
                             progress=not args.no_progress)
     report.update({

@@ -54,10 +54,14 @@ class _Sharing:
 
 @contextlib.contextmanager
 def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
-                      device: torch.device) -> Iterator[dict[str, HessianAccumulator]]:
+                      device: torch.device, make=HessianAccumulator, stop: bool = True
+                      ) -> Iterator[dict[str, HessianAccumulator]]:
     """While inside, every forward of ``block`` adds the inputs of ``names`` to accumulators.
 
     The yielded dict maps each name to its accumulator (several names may map to one object).
+    ``make(n, device)``: the accumulator of a layer of ``n`` inputs (default the Hessian's;
+    :class:`apt.pruning.stats.NormAccumulator` where only the input norms are needed).
+    ``stop=False``: no :class:`StopBlock`, the forwards run to the end (their outputs wanted).
     """
     modules = adapter.prunable(block)
     taps = adapter.input_taps(block)
@@ -70,13 +74,13 @@ def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
 
     def done(name: str) -> None:
         seen.add(name)
-        if len(seen) == len(names):
+        if stop and len(seen) == len(names):
             raise StopBlock
 
     handles = [block.register_forward_pre_hook(reset)]
     for name in names:
         module = modules[name]
-        own[name] = acc = HessianAccumulator(adapter.in_features(module), device=device)
+        own[name] = acc = make(adapter.in_features(module), device=device)
         if name in taps:
             source, fn = taps[name]
 

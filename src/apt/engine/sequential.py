@@ -10,6 +10,9 @@ By default all prunable layers of a block are pruned from the statistics of one 
 dense block (as the reference SparseGPT and Wanda code do). With ``true_sequential`` the
 adapter's groups (q/k/v, then o, then the MLP input, then its output) are pruned one after the
 other, each from inputs that already pass through the pruned groups before it.
+
+Every layer gets the target sparsity, or with ``allocation="owl"`` its block's sparsity from a
+dense pass made first (:mod:`apt.engine.owl`), the model's total exactly the target.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from torch import nn
 from apt.engine.capture import BlockInputs, capture_block_inputs
 from apt.engine.checkpoint import WorkDir
 from apt.engine.hooks import accumulate_inputs, stats_forward
+from apt.engine.owl import OwlPlan, block_totals, plan_owl
 from apt.models.base import Adapter
 from apt.pruning import prune_matrix
+from apt.pruning.allocation import OwlOptions, check_allocation, outlier_ratio
 from apt.pruning.metrics import relative_error
+from apt.pruning.patterns import parse_pattern
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,8 @@ class PruneSettings:
     seed: int = 0
     true_sequential: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    allocation: str = "uniform"        # "owl": per-block sparsities (apt.engine.owl)
+    owl: OwlOptions | None = None      # OWL's hyperparameters (None: the defaults)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,12 +65,12 @@ def peak_memory(device: torch.device) -> dict[str, Any]:
 
 
 def _prune_layer(adapter: Adapter, module: nn.Module, hessian: torch.Tensor,
-                 settings: PruneSettings, tokens: int) -> dict[str, Any]:
+                 settings: PruneSettings, tokens: int, sparsity: float | None) -> dict[str, Any]:
     weight = adapter.get_weight(module).detach().clone()
     if weight.device.type == "cuda":   # the forwards that built the Hessian may still be queued
         torch.cuda.synchronize(weight.device)
     t0 = time.perf_counter()
-    res = prune_matrix(weight, hessian, method=settings.method, sparsity=settings.sparsity,
+    res = prune_matrix(weight, hessian, method=settings.method, sparsity=sparsity,
                        pattern=settings.pattern, blocksize=settings.blocksize,
                        percdamp=settings.percdamp, tokens=tokens, **settings.options)
     if res.weight.device.type == "cuda":
@@ -72,6 +80,7 @@ def _prune_layer(adapter: Adapter, module: nn.Module, hessian: torch.Tensor,
     adapter.set_weight(module, res.weight)
     final = adapter.get_weight(module)
     return {"shape": list(weight.shape), "sparsity": float((final == 0).float().mean()),
+            "pruned": int(res.mask.sum()),
             "rel_error": rel, "time_s": seconds,
             "info": {k: v for k, v in res.info.items() if isinstance(v, (int, float, str, bool, list))}}
 
@@ -103,6 +112,13 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
     blocks = adapter.blocks(model)
     inputs = capture_block_inputs(model, adapter, samples, device)
     t_capture = time.perf_counter() - t_start
+    plan = None
+    if settings is not None:
+        check_allocation(settings.allocation, parse_pattern(settings.pattern).structured)
+    if settings is not None and settings.allocation == "owl":
+        # on the dense model, so before any pruned block is loaded back
+        plan = plan_owl(model, adapter, inputs, device, settings.method, settings.sparsity,
+                        settings.owl or OwlOptions())
     records: list[dict[str, Any]] = []
     start = 0
     if work_dir is not None:
@@ -128,13 +144,22 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
             for group in groups:
                 with accumulate_inputs(adapter, block, list(group), device) as accs:
                     _forward_all(block, inputs)
+                extra = {}
+                if plan is not None and len(groups) == 1:
+                    # the dense block's ratio on the inputs the pruned model gives it (report)
+                    extra["owl_ratio_pruned_inputs"] = outlier_ratio(
+                        [(adapter.get_weight(modules[n]), torch.diagonal(accs[n].hessian))
+                         for n in group], plan.options.m)
                 for name in group:
                     hessian = accs[name].hessian
                     if sum(a is accs[name] for a in accs.values()) > 1:
                         hessian = hessian.clone()  # shared with another layer: keep it intact
+                    sparsity = (settings.sparsity if plan is None
+                                else plan.layer_sparsity[(i, name)])
                     rec = _prune_layer(adapter, modules[name], hessian, settings,
-                                       accs[name].ntokens)
-                    records.append({"name": f"{adapter.blocks_path}.{i}.{name}", "block": i, **rec})
+                                       accs[name].ntokens, sparsity)
+                    records.append({"name": f"{adapter.blocks_path}.{i}.{name}", "block": i,
+                                    **rec, **extra})
                 del accs
         inputs.hidden = [inputs.call(block, j) for j in range(len(inputs.hidden))]
         block.to(home)
@@ -160,10 +185,20 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
         "resumed_after_blocks": start,
         "modules": records,
         "totals": _totals(records),
+        "allocation": None if settings is None else _allocation(plan, records, len(blocks)),
         "time_s": {"capture": t_capture, "total": time.perf_counter() - t_start},
         "memory": peak_memory(device),
     }
     return report, inputs.hidden
+
+
+def _allocation(plan: OwlPlan | None, records: list[dict[str, Any]],
+                nblocks: int) -> dict[str, Any]:
+    """Where the zeros went: per block, the sparsity (and for OWL the outlier ratios)."""
+    if plan is not None:
+        return plan.report(records)
+    return {"name": "uniform", "blocks": [{"block": i, **block_totals(records, i)}
+                                          for i in range(nblocks)]}
 
 
 def _totals(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -174,6 +209,7 @@ def _totals(records: list[dict[str, Any]]) -> dict[str, Any]:
         "modules": len(records),
         "params": total,
         "zeros": int(round(zeros)),
+        "pruned": sum(r["pruned"] for r in records),
         "sparsity": zeros / total if total else 0.0,
         "mean_rel_error": (sum(r["rel_error"] for r in records) / len(records)) if records else None,
         "solver_time_s": sum(r["time_s"] for r in records),

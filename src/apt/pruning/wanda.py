@@ -12,6 +12,8 @@ from apt.pruning.masks import select
 from apt.pruning.patterns import Pattern
 
 NEEDS_HESSIAN = True
+#: the count is per row (``floor(sparsity * cols)`` in each): OWL's allocation counts in rows
+COUNTS_PER_ROW = True
 
 
 def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsity: float,
