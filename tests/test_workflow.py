@@ -254,3 +254,26 @@ def test_a_fresh_clone_plans_every_job_of_the_default_config(tmp_path):
     planned = planned_outputs(out)
     assert "results/tables/ppl.md" in planned and "results/metrics.json" in planned
     assert not set(planned) & set(tracked)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "compressed"])
+def test_save_format_compressed_exports_each_checkpoint_after_pruning(tmp_path, fmt):
+    cfg = load_config("config.yaml")
+    cfg["save_format"] = fmt
+    res = snakemake(tmp_path, "-n", "--cores", "2", "-p",
+                    configfile=write_config(tmp_path / "c.yaml", cfg))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    prunes = [line for line in out.splitlines() if " prune --model" in line]
+    assert prunes
+    for line in prunes:
+        assert (" export --model " in line) == (fmt == "compressed"), line
+    if fmt == "compressed":
+        assert all("--force" in line.split(" export ")[1] for line in prunes)
+
+
+def test_save_format_is_checked_by_the_schema(tmp_path):
+    cfg = load_config("config.yaml")
+    cfg["save_format"] = "zip"
+    res = snakemake(tmp_path, "-n", "--cores", "2", configfile=write_config(tmp_path / "c.yaml", cfg))
+    assert res.returncode != 0 and "save_format" in res.stdout + res.stderr

@@ -76,6 +76,16 @@ def _pattern_seeds(cfg, targets):
     return out
 
 
+def export_step(w, output):
+    """With save_format: compressed, the command that rewrites a pruned checkpoint in place in
+    compressed-tensors' sparse format (apt export), appended to the prune job; else nothing."""
+    if config.get("save_format", "dense") != "compressed":
+        return ""
+    log = f"{R}/logs/prune/{w.model}/{w.method}-{w.pattern}-s{w.seed}.log"
+    return (f"&& {apt_command('export')} --model {output.ckpt} --out {output.ckpt} --force"
+            f" >> {log} 2>&1")
+
+
 def allocation_flags(token):
     """The `apt prune` flags of the config's allocation for a pattern token: OWL's for the
     unstructured patterns, none for N:M (always uniform) or a uniform allocation."""

@@ -18,6 +18,7 @@ rule prune:
         pattern=lambda w: pattern_flags(w.pattern),
         nsamples=CALIB["nsamples"],
         allocation=lambda w: allocation_flags(w.pattern),
+        export=export_step,
         seqlen=lambda w: calib_seqlen(w.model),
         dtype=lambda w: dtype_flag(w.model),
         extra=lambda w: config["method_args"].get(w.method, ""),
@@ -37,4 +38,4 @@ rule prune:
         " --seqlen {params.seqlen}"
         " --device {params.device} {params.dtype} {params.extra} --out {output.ckpt} > {log} 2>&1"
         " && cp {output.ckpt}/prune_report.json {output.report}.tmp"
-        " && mv {output.report}.tmp {output.report}"
+        " && mv {output.report}.tmp {output.report} {params.export}"
