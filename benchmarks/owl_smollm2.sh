@@ -3,7 +3,7 @@
 # Wanda, SparseGPT and APT, each uniform, OWL (spread band, the default) and OWL with the
 # authors' spread; perplexity on the first 8 windows of 512 tokens of wiki and c4-sample.
 # Usage: benchmarks/owl_smollm2.sh WORK_DIR, then
-#        .venv/bin/python benchmarks/owl_collect.py WORK_DIR results/benchmarks/owl_smollm2.json
+#        .venv/bin/python -m benchmarks.owl_collect WORK_DIR results/benchmarks/owl_smollm2.json
 set -u
 W=${1:?usage: benchmarks/owl_smollm2.sh WORK_DIR}
 mkdir -p "$W"
