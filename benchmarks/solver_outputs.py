@@ -18,6 +18,7 @@ import sys
 import torch
 
 from apt.pruning import METHODS, prune_matrix
+from benchmarks.common import command, write_report
 
 PATTERNS = [(0.5, "unstructured"), (0.7, "unstructured"), (None, "2:4"), (None, "4:8")]
 APT_VARIANTS = {"default": {}, "tokens": {"tokens": 256}, "refit_cg": {"refit": "cg"},
@@ -73,12 +74,11 @@ def main(argv=None) -> int:
         differ = sorted(k for k in saved if k not in outputs
                         or not (torch.equal(saved[k][0], outputs[k][0])
                                 and torch.equal(saved[k][1], outputs[k][1])))
-        verdict = {"cases": len(saved), "equal": len(saved) - len(differ), "differ": differ,
-                   "torch": torch.__version__, "threads": 1}
+        verdict = {"command": command("benchmarks.solver_outputs", argv), "cases": len(saved),
+                   "equal": len(saved) - len(differ), "differ": differ, "threads": 1}
         print(json.dumps(verdict, indent=1))
         if args.out:
-            with open(args.out, "w") as f:
-                json.dump(verdict, f, indent=1)
+            write_report(args.out, verdict)
         return 1 if differ else 0
     return 0
 
