@@ -11,7 +11,7 @@ from snakemake.utils import validate
 from apt.data.assets import ASSETS, STAMP
 from apt.data.sources import OFFLINE_MODEL_ASSETS
 from apt.provenance import code_version
-from apt.pruning import parse_target
+from apt.pruning import METHODS as LIBRARY_METHODS, parse_target
 
 
 def _config_error(key, message):
@@ -119,9 +119,50 @@ PPL = config["eval"].get("ppl") or {}
 ZS = config["eval"].get("zeroshot") or {}
 PPL_DATASETS = PPL.get("datasets", [])
 ZS_TASKS = ZS.get("tasks", [])
+
+
+def method_seeds(method, token):
+    """The calibration seeds a method is pruned from at a pattern: all of the pattern's, but
+    only the first for a method that reads no calibration (magnitude) under a uniform
+    allocation, whose pruned model would be the same for every draw."""
+    seeds = PATTERN_SEEDS[token]
+    reads_calibration = getattr(LIBRARY_METHODS[method], "NEEDS_HESSIAN", True)
+    owl = (config.get("allocation") or {}).get("name", "uniform") == "owl" and token.startswith("u")
+    return seeds if reads_calibration or owl else seeds[:1]
+
+
+def _zeroshot_variants(cfg, variants):
+    """The variants evaluated zero-shot: every one, or those of eval.zeroshot.patterns and
+    eval.zeroshot.seeds where the config names them (the dense model always)."""
+    zs = cfg["eval"].get("zeroshot") or {}
+    patterns, seeds = zs.get("patterns"), zs.get("seeds")
+    tokens = None
+    if patterns is not None:
+        tokens = set()
+        for i, p in enumerate(patterns):
+            try:
+                token = parse_target(p).token
+            except ValueError as exc:
+                _config_error(f"eval.zeroshot.patterns[{i}]", str(exc))
+            if token not in PATTERNS:
+                _config_error(f"eval.zeroshot.patterns[{i}]", f"{p!r} is not among the patterns "
+                              f"{cfg['patterns']}; add it there or remove it here")
+            tokens.add(token)
+    out = []
+    for v in variants:
+        if v != "dense":
+            _, token, seed = v.rsplit("-", 2)
+            if (tokens is not None and token not in tokens) or (
+                    seeds is not None and int(seed[1:]) not in seeds):
+                continue
+        out.append(v)
+    return out
+
+
 # "dense" (once per model: it does not depend on the calibration) or "<method>-<pattern>-s<seed>"
 VARIANTS = (["dense"] if config["dense"] else []) + [
-    f"{m}-{p}-s{s}" for m in METHODS for p in PATTERNS for s in PATTERN_SEEDS[p]]
+    f"{m}-{p}-s{s}" for m in METHODS for p in PATTERNS for s in method_seeds(m, p)]
+ZS_VARIANTS = _zeroshot_variants(config, VARIANTS) if ZS_TASKS else []
 
 # The `apt` command of the Python that runs Snakemake (the project's venv), not whatever `apt`
 # comes first on PATH (on Debian that is the package manager).
@@ -230,7 +271,7 @@ def metric_files():
             if variant != "dense":
                 files.append(f"{base}/prune.json")
             files += [f"{base}/ppl-{d}.json" for d in PPL_DATASETS]
-            if ZS_TASKS:
+            if variant in ZS_VARIANTS:
                 files.append(f"{base}/zeroshot.json")
     return files
 
