@@ -20,7 +20,9 @@ def _expected_counts(cfg):
     """Jobs a config asks for in an empty folder, from its own lists."""
     n_models = len(cfg["models"])
     seeds = len(cfg["calibration"].get("seeds", [0]))
-    pruned = len(cfg["methods"]) * len(cfg["patterns"]) * seeds
+    # magnitude reads no calibration: one pruned model per pattern, whatever the seeds
+    reading = [m for m in cfg["methods"] if m != "magnitude"]
+    pruned = len(cfg["patterns"]) * (len(reading) * seeds + ("magnitude" in cfg["methods"]))
     variants = pruned + (1 if cfg.get("dense", True) else 0)   # dense: once, whatever the seeds
     ppl = cfg["eval"].get("ppl", {}).get("datasets", [])
     tasks = cfg["eval"].get("zeroshot", {}).get("tasks", [])
@@ -59,8 +61,11 @@ def test_three_seeds_plan_one_calibration_and_checkpoint_per_seed_one_dense_eval
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     counts = job_counts(out)
+    # wanda, sparsegpt and apt once per seed; magnitude, which reads no calibration, once
     assert {k: counts.get(k, 0) for k in ("calib", "prune", "ppl", "zeroshot")} == {
-        "calib": 3, "prune": 4 * 3, "ppl": (4 * 3 + 1) * 2, "zeroshot": 4 * 3 + 1}
+        "calib": 3, "prune": 3 * 3 + 1, "ppl": (3 * 3 + 1 + 1) * 2, "zeroshot": 3 * 3 + 1 + 1}
+    assert "results/models/smollm2-135m/magnitude-u50-s0" in planned_outputs(out)
+    assert "results/models/smollm2-135m/magnitude-u50-s1" not in planned_outputs(out)
     planned = planned_outputs(out)
     calib = sorted(f for f in planned if "/calib/" in f)
     assert calib == [f"results/calib/smollm2-135m/c4-sample-n16-l512-s{s}.pt" for s in range(3)]
@@ -111,6 +116,55 @@ def test_compare_config_is_the_e2e_benchmark_setting_as_a_dag(tmp_path):
     assert job_counts(out)["calib"] == 3 and job_counts(out)["prune"] == 24
     assert f"{cfg['results']}/tables/gap.md" in planned_outputs(out)
     assert "--max-windows 32" in out
+
+
+def _pattern_seeds(cfg):
+    """Pattern as spelled in the config -> its seeds (seeds_by_pattern keys spelled the same)."""
+    by = cfg["calibration"].get("seeds_by_pattern", {})
+    spell = {0.5: "50%", 0.6: "60%", 0.7: "70%", 0.8: "80%"}
+    return {p: by.get(spell.get(p, p), cfg["calibration"]["seeds"]) for p in cfg["patterns"]}
+
+
+def test_offline_paper_config_prunes_magnitude_once_and_evaluates_zero_shot_on_its_subset(tmp_path):
+    cfg = load_config("offline-paper.yaml")
+    res = snakemake(tmp_path, "-n", "--cores", "2",
+                    configfile=ROOT / "config" / "offline-paper.yaml")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    seeds = _pattern_seeds(cfg)
+    models = list(cfg["models"])
+    reading = [m for m in cfg["methods"] if m != "magnitude"]
+    per_model = sum(len(s) for s in seeds.values()) * len(reading) + len(cfg["patterns"])
+    counts = job_counts(out)
+    assert counts["prune"] == len(models) * per_model
+    assert counts["ppl"] == len(models) * (per_model + 1) * len(cfg["eval"]["ppl"]["datasets"])
+    assert counts["calib"] == len(models) * len({s for v in seeds.values() for s in v})
+    planned = planned_outputs(out)
+    root = f"{cfg['results']}/models/{models[0]}"
+    magnitude = sorted(f.rsplit("/", 1)[1] for f in planned if f.startswith(f"{root}/magnitude-"))
+    assert magnitude == sorted(f"magnitude-{t}-s0" for t in
+                               ("u50", "u60", "u70", "u80", "2of4", "4of8"))
+    assert f"{root}/apt-u50-s2" in planned and f"{root}/apt-u60-s1" not in planned
+    zeroshot = {f.split("/")[-2] for f in planned if f.endswith("/zeroshot.json")
+                and f"/{models[0]}/" in f}
+    assert zeroshot == {"dense"} | {f"{m}-{t}-s0" for m in cfg["methods"] for t in ("u50", "2of4")}
+    assert counts["zeroshot"] == len(models) * len(zeroshot)
+    assert cfg["eval"]["zeroshot"]["limit"] >= 400 and len(cfg["eval"]["zeroshot"]["tasks"]) >= 4
+
+
+def test_magnitude_under_owl_reads_the_calibration_and_gets_every_seed(tmp_path):
+    cfg = load_config("config.yaml")
+    cfg["calibration"]["seeds"] = [0, 1]
+    cfg["patterns"] = [0.5, "2:4"]
+    cfg["allocation"] = {"name": "owl"}
+    res = snakemake(tmp_path, "-n", "--cores", "2", configfile=write_config(tmp_path / "o.yaml", cfg))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    planned = set(planned_outputs(out))
+    root = "results/models/smollm2-135m"
+    # OWL's outlier ratios come from the calibration draw; N:M is pruned uniformly
+    assert {f"{root}/magnitude-u50-s0", f"{root}/magnitude-u50-s1"} <= planned
+    assert f"{root}/magnitude-2of4-s0" in planned and f"{root}/magnitude-2of4-s1" not in planned
 
 
 @pytest.mark.parametrize("profile", ["slurm", "local"])
@@ -172,6 +226,7 @@ def _bad(cfg_changes):
     ({"calibration.seed": 0}, ["calibration.seed", "calibration.seeds", "seeds: [0, 1, 2]"]),
     ({"calibration.seeds_by_pattern": {"3:4": [1]}},
      ["calibration.seeds_by_pattern.3:4", "not among the patterns"]),
+    ({"eval.zeroshot.patterns": ["4:8"]}, ["eval.zeroshot.patterns[0]", "not among the patterns"]),
 ])
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, changes, must_name):
     cfg = write_config(tmp_path / "bad.yaml", _bad(changes))
@@ -204,7 +259,7 @@ def test_schema_rejects_and_locates(changes, path):
 
 
 def test_both_configs_pass_the_schema_and_methods_match_the_library():
-    for name in ("config.yaml", "paper.yaml", "compare.yaml"):
+    for name in ("config.yaml", "paper.yaml", "compare.yaml", "offline-paper.yaml"):
         jsonschema.validate(load_config(name), SCHEMA)
     from apt.pruning import METHODS
 
