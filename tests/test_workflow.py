@@ -259,7 +259,8 @@ def test_schema_rejects_and_locates(changes, path):
 
 
 def test_both_configs_pass_the_schema_and_methods_match_the_library():
-    for name in ("config.yaml", "paper.yaml", "compare.yaml", "offline-paper.yaml"):
+    for name in ("config.yaml", "paper.yaml", "compare.yaml", "offline-paper.yaml",
+                 "offline-paper-owl.yaml"):
         jsonschema.validate(load_config(name), SCHEMA)
     from apt.pruning import METHODS
 
