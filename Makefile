@@ -1,4 +1,5 @@
-# Entry points (see README): `make run`, `make test`, `make test-fast`, `make publish`.
+# Entry points (see README): `make run`, `make test`, `make test-fast`, `make publish`,
+# `make offline-paper`.
 # Each creates .venv once and reuses it.
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ CORES ?= all
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.apt-installed
 
-.PHONY: setup run test test-fast publish assets clean-venv
+.PHONY: setup run test test-fast publish offline-paper assets clean-venv
 
 setup: $(STAMP)
 
@@ -30,14 +31,22 @@ run: setup
 	@echo
 	@cat results/tables/ppl.md
 
-# Copy this run's tables, plots and metrics.json to docs/results/, the figures published with
-# the project (commit them with the command and date in docs/results/README.md).
+# Copy a run's tables, plots and metrics.json to docs/results/, the figures published with
+# the project (commit them with the command and date in the README there). Another config's run:
+#   make publish FROM=results/offline-paper TO=docs/results/offline-paper
+FROM ?= results
+TO ?= docs/results
 publish:
-	test -f results/tables/ppl.md || (echo "no results/tables/ppl.md: run 'make run' first" && false)
-	rm -rf docs/results/tables docs/results/plots
-	mkdir -p docs/results
-	cp -r results/tables results/plots results/metrics.json docs/results/
-	rm -f docs/results/plots/.snakemake_timestamp
+	test -f $(FROM)/tables/ppl.md || (echo "no $(FROM)/tables/ppl.md: run the pipeline first (make run)" && false)
+	rm -rf $(TO)/tables $(TO)/plots
+	mkdir -p $(TO)
+	cp -r $(FROM)/tables $(FROM)/plots $(FROM)/metrics.json $(TO)/
+	rm -f $(TO)/plots/.snakemake_timestamp
+
+# The paper-style table on both offline models (config/offline-paper.yaml; several hours on a
+# 2-core CPU, resumable): tables in results/offline-paper/tables/.
+offline-paper: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile config/offline-paper.yaml
 
 assets: setup
 	$(BIN)/apt assets
