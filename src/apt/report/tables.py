@@ -133,7 +133,7 @@ def _cell(by_seed: dict | None) -> float | Spread | None:
     return s.values[0] if s.n == 1 else s
 
 
-def _label(mapping: dict[str, str], name: str) -> str:
+def label(mapping: dict[str, str], name: str) -> str:
     return mapping.get(name, name)
 
 
@@ -164,9 +164,9 @@ def ppl_table(records: list[Record]) -> Table | None:
                     key = (model, m, "dense" if m == "dense" else p, d)
                     cells.append(_cell(value.get(key)))
             rows.append(((model, method_label(methods[m])), cells))
-    groups = [(p, [_label(DATASET_LABELS, d) for d in datasets]) for p in pattern_labels]
+    groups = [(p, [label(DATASET_LABELS, d) for d in datasets]) for p in pattern_labels]
     table = Table(("Model", "Method"), groups, rows, format_ppl, [])
-    table.notes = _notes(recs, "ppl", spread=table.has_spread) + _ppl_se_notes(recs)
+    table.notes = settings_notes(recs, "ppl", spread=table.has_spread) + _ppl_se_notes(recs)
     return table
 
 
@@ -204,9 +204,9 @@ def zeroshot_table(records: list[Record]) -> Table | None:
         if with_se:
             cells.append(_none_if_nan(mean_acc_se(task_se, v, tasks)))
         rows.append(((v.model, method_label(v), v.pattern_label), cells))
-    columns = [_label(TASK_LABELS, t) for t in tasks] + ["Mean"] + (["SE"] if with_se else [])
+    columns = [label(TASK_LABELS, t) for t in tasks] + ["Mean"] + (["SE"] if with_se else [])
     table = Table(("Model", "Method", "Pattern"), [("accuracy (%)", columns)], rows, format_acc, [])
-    table.notes = _notes(recs, "zeroshot", spread=table.has_spread)
+    table.notes = settings_notes(recs, "zeroshot", spread=table.has_spread)
     if with_se:
         ses = [x for r in recs for x in r.se.values()]
         table.notes.append(f"per-task standard error (lm-eval `acc_stderr`): "
@@ -277,7 +277,7 @@ def gap_table(records: list[Record]) -> Table | None:
         rows.append(((model, pattern, ", ".join(str(s) for s in seeds)), row))
     stats = ["mean", "std", "min", "max"] if several else [""]
     stats += ["SE (windows)"] if with_se else []
-    labels = [" ".join(x for x in (_label(DATASET_LABELS, d), stat) if x)
+    labels = [" ".join(x for x in (label(DATASET_LABELS, d), stat) if x)
               for d in datasets for stat in stats]
     groups = [("share of the gap closed (%)", labels)]
     over = "; mean, sample std, min and max over the seeds" if several else ""
@@ -292,11 +292,11 @@ def gap_table(records: list[Record]) -> Table | None:
                      "SparseGPT and APT)"
                      + ("; with several seeds the mean of the per-seed standard errors"
                         if several else ""))
-    notes += _notes([r for r in records if r.kind == "ppl"], "ppl")
+    notes += settings_notes([r for r in records if r.kind == "ppl"], "ppl")
     return Table(("Model", "Pattern", "Seeds"), groups, rows, format_share, notes)
 
 
-def _notes(recs: list[Record], kind: str, spread: bool = False) -> list[str]:
+def settings_notes(recs: list[Record], kind: str, spread: bool = False) -> list[str]:
     """Settings shared by the figures, read from the metrics files; ``spread``: the table
     shows mean ± std over seeds."""
     notes: list[str] = []
