@@ -51,9 +51,11 @@ def bootstrap_indices(windows: int, resamples: int = RESAMPLES,
 def closure_draws(dense: Sequence[float], base: Sequence[float], method: Sequence[float],
                   indices: np.ndarray) -> np.ndarray:
     """The gap closure ``(ppl_base - ppl_method) / (ppl_base - ppl_dense)`` of each resample:
-    row ``i`` of ``indices`` picks the same windows of all three models."""
+    row ``i`` of ``indices`` picks the same windows of all three models. Each resample's mean
+    is taken of the windows' differences from the first window, so that windows that agree
+    give exactly the same figure in every resample."""
     d, b, m = (np.asarray(x, dtype=np.float64) for x in (dense, base, method))
-    ppl = [np.exp(x[indices].mean(axis=1)) for x in (d, b, m)]
+    ppl = [np.exp(x[0] + (x - x[0])[indices].mean(axis=1)) for x in (d, b, m)]
     with np.errstate(divide="ignore", invalid="ignore"):
         return (ppl[1] - ppl[2]) / (ppl[1] - ppl[0])
 
@@ -71,7 +73,8 @@ def closure_se(dense: Sequence[float], base: Sequence[float], method: Sequence[f
     idx = bootstrap_indices(n, resamples, seed) if indices is None else indices
     draws = closure_draws(dense, base, method, idx)
     draws = draws[np.isfinite(draws)]
-    return float(draws.std(ddof=1)) if draws.size >= 2 else math.nan
+    # (shifted by the first draw, like the means: equal draws give exactly 0)
+    return float((draws - draws[0]).std(ddof=1)) if draws.size >= 2 else math.nan
 
 
 def mean_se(ses: Sequence[float | None]) -> float:
@@ -91,8 +94,8 @@ def diff_se(se_a: float | None, se_b: float | None) -> float:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A figure with its standard error, as a table cell (``value ± se``, ``*`` when
-    ``|value| > 2 se``, for :attr:`marked` tables)."""
+    """A figure with its standard error, as a table cell: ``value ± se``, with ``*`` when it is
+    :attr:`significant` (``|value| > 2 se``)."""
 
     value: float
     se: float
