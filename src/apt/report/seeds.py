@@ -75,7 +75,7 @@ def seed_values(records: Iterable[Record], of: str = "values"
                 first = sources[(r.variant, r.kind, key, r.seed)]
                 v = r.variant
                 which = "" if r.seed is None else f", calibration seed {r.seed}"
-                raise AptError(f"two {r.kind} results for {v.model} {v.method} "
+                raise AptError(f"two {r.kind} results for {v.model} {v.method_id} "
                                f"{v.pattern_label}{which}, {key}: {first} and {r.source}; "
                                "pass only one of them")
             slot[r.seed] = value

@@ -102,4 +102,5 @@ class Estimate:
 
     @property
     def significant(self) -> bool:
-        return math.isfinite(self.value) and math.isfinite(self.se) and abs(self.value) > 2 * self.se
+        finite = math.isfinite(self.value) and math.isfinite(self.se)
+        return finite and abs(self.value) > 2 * self.se

@@ -15,7 +15,7 @@ import math
 from apt.report.gap import METHOD
 from apt.report.records import Record, Variant
 from apt.report.seeds import seed_key, seed_values
-from apt.report.tables import (TASK_LABELS, Table, format_acc, label, mean_acc_se,
+from apt.report.tables import (MISSING, TASK_LABELS, Table, format_acc, label, mean_acc_se,
                                mean_over_tasks, method_label, pattern_key, settings_notes,
                                variant_key, zeroshot_tasks)
 from apt.report.uncertainty import Estimate, diff_se
@@ -27,8 +27,9 @@ def compared(variants: set[Variant]) -> list[tuple[Variant, Variant]]:
     pairs = []
     for a in sorted((v for v in variants if v.method == METHOD),
                     key=lambda v: (v.model, pattern_key(v), variant_key(v))):
-        others = [v for v in variants if v.model == a.model and v.method not in (METHOD, "dense")
-                  and (v.pattern, v.sparsity, v.allocation) == (a.pattern, a.sparsity, a.allocation)]
+        same = (a.model, a.pattern, a.sparsity, a.allocation)
+        others = [v for v in variants if v.method not in (METHOD, "dense")
+                  and (v.model, v.pattern, v.sparsity, v.allocation) == same]
         dense = Variant(a.model, "dense")
         pairs += [(a, o) for o in ([dense] if dense in variants else [])
                   + sorted(others, key=variant_key)]
@@ -41,7 +42,8 @@ def _difference(acc, se, a: Variant, sa, o: Variant, so, key: str):
     x, y = acc.get((a, "zeroshot", key), {}).get(sa), acc.get((o, "zeroshot", key), {}).get(so)
     if x is None or y is None:
         return None
-    err = diff_se(se.get((a, "zeroshot", key), {}).get(sa), se.get((o, "zeroshot", key), {}).get(so))
+    err = diff_se(se.get((a, "zeroshot", key), {}).get(sa),
+                  se.get((o, "zeroshot", key), {}).get(so))
     return x - y if math.isnan(err) else Estimate(x - y, err)
 
 
@@ -69,7 +71,8 @@ def zeroshot_diff_table(records: list[Record]) -> Table | None:
         else:
             err = diff_se(mean_acc_se(se, a, tasks, sa), mean_acc_se(se, o, tasks, so))
             cells.append(mean_a - mean_o if math.isnan(err) else Estimate(mean_a - mean_o, err))
-        rows.append(((a.model, method_label(a), a.pattern_label, method_label(o), str(sa)), cells))
+        seed = MISSING if sa is None else str(sa)
+        rows.append(((a.model, method_label(a), a.pattern_label, method_label(o), seed), cells))
     if not rows:
         return None
     columns = [label(TASK_LABELS, t) for t in tasks] + ["Mean"]
