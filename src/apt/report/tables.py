@@ -211,8 +211,8 @@ def zeroshot_table(records: list[Record]) -> Table | None:
         ses = [x for r in recs for x in r.se.values()]
         table.notes.append(f"per-task standard error (lm-eval `acc_stderr`): "
                            f"{_range(ses, format_acc)} points; SE: standard error of the mean "
-                           "over tasks, sqrt(sum of the tasks' squared standard errors) / tasks "
-                           "(each task's averaged over the seeds)")
+                           "over tasks, sqrt(sum of the tasks' squared standard errors) / tasks"
+                           + (" (each task's averaged over the seeds)" if table.has_spread else ""))
     return table
 
 
