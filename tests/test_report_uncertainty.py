@@ -292,8 +292,9 @@ def _owl_tree(root, allocation, sgpt, apt):
 def test_owl_and_uniform_runs_side_by_side(tmp_path):
     owl_sgpt, owl_apt = [3.3, 3.6, 3.4, 3.8], [3.1, 3.4, 3.2, 3.6]
     uniform = _owl_tree(tmp_path / "A", None, SGPT_W[0], APT_W[0])   # an older report: no field
-    owl = [f for f in _owl_tree(tmp_path / "B", "owl", owl_sgpt, owl_apt) if "dense" not in str(f)]
-    recs = collect_records(uniform + owl)
+    owl = _owl_tree(tmp_path / "B", "owl", owl_sgpt, owl_apt)   # the dense model evaluated again
+    recs = collect_records([tmp_path / "A" / "metrics", tmp_path / "B" / "metrics"])
+    assert sum(r.variant.method == "dense" for r in recs) == 1   # alike: kept once
     assert {r.variant.allocation for r in recs if r.variant.method == "apt"} == {"uniform", "owl"}
     build_report(uniform + owl, tmp_path / "t", tmp_path / "plots", tmp_path / "s.json")
     md = (tmp_path / "t" / "ppl.md").read_text().splitlines()
@@ -319,6 +320,12 @@ def test_owl_and_uniform_runs_side_by_side(tmp_path):
 
 def test_the_same_owl_run_twice_is_still_refused(tmp_path):
     a = _owl_tree(tmp_path / "A", "owl", SGPT_W[0], APT_W[0])
-    b = [f for f in _owl_tree(tmp_path / "B", "owl", SGPT_W[1], APT_W[1]) if "dense" not in str(f)]
+    b = _owl_tree(tmp_path / "B", "owl", SGPT_W[1], APT_W[1])
     with pytest.raises(AptError, match=r"two ppl results for m (sparsegpt|apt)\+owl 50%"):
         build_report(a + b, tmp_path / "t")
+    # the dense model evaluated again under another protocol is not the same reference
+    c = _owl_tree(tmp_path / "C", None, SGPT_W[0], APT_W[0])
+    other = _ppl_windows("org/m", "wiki", DENSE_W + [3.0])
+    _write(c[0], other)
+    with pytest.raises(AptError, match="two ppl results for m dense dense, wiki"):
+        build_report(_owl_tree(tmp_path / "D", "owl", SGPT_W[0], APT_W[0]) + c, tmp_path / "t")

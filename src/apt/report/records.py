@@ -196,8 +196,28 @@ def _window_means(data: dict[str, Any], path: Path) -> tuple[float, ...] | None:
         raise AptError(f"{path}: 'window_nll': {exc}; rerun `apt eval ppl` for this file") from None
 
 
+#: settings that make two evaluations of the dense model the same measurement
+PROTOCOL = ("seqlen", "max_windows", "windows", "split", "limit", "num_fewshot", "tasks")
+#: how far apart two such evaluations' figures may be (float summation order, not a result)
+REPEAT_RTOL = 1e-6
+
+
+def same_reference(a: Record, b: Record) -> bool:
+    """Whether two records are the dense model evaluated twice alike: the same protocol and
+    figures within :data:`REPEAT_RTOL` (as two runs passed together each evaluate it)."""
+    if a.variant != b.variant or a.variant.method != "dense" or a.kind != b.kind:
+        return False
+    if a.values.keys() != b.values.keys() or any(
+            a.settings.get(k) != b.settings.get(k) for k in PROTOCOL):
+        return False
+    return all(math.isclose(a.values[k], b.values[k], rel_tol=REPEAT_RTOL)
+               or (math.isnan(a.values[k]) and math.isnan(b.values[k])) for k in a.values)
+
+
 def collect_records(paths: Iterable[str | Path]) -> list[Record]:
-    """Records of the given files; folders are searched for ``*.json`` recursively."""
+    """Records of the given files; folders are searched for ``*.json`` recursively. The dense
+    model's evaluation found again alike (:func:`same_reference`; e.g. two runs' folders, one
+    uniform and one OWL) is kept once; results that disagree are left for the report to refuse."""
     files: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -209,5 +229,7 @@ def collect_records(paths: Iterable[str | Path]) -> list[Record]:
             raise AptError(f"--metrics {p}: no such file or folder")
     records: list[Record] = []
     for f in files:
-        records += load_records(f)
+        for rec in load_records(f):
+            if not any(same_reference(rec, kept) for kept in records):
+                records.append(rec)
     return records
