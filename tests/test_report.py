@@ -237,5 +237,7 @@ def test_two_results_for_the_same_seed_are_refused(tmp_path):
     again = [f for f in _tree(tmp_path / "b", ONE_SEED) if "dense" not in str(f)]
     with pytest.raises(AptError, match="SparseGPT|sparsegpt 50%, calibration seed 0, wiki: .*a/"):
         build_report(_tree(tmp_path / "a", ONE_SEED) + again, tmp_path / "t")
+    other = _tree(tmp_path / "d", {})
+    _write(other[0], _ppl("org/m", "wiki", DENSE["wiki"] * 1.01))   # the dense model, another figure
     with pytest.raises(AptError, match="two ppl results for m dense dense, wiki"):
-        build_report(_tree(tmp_path / "c", ONE_SEED) + _tree(tmp_path / "d", {}), tmp_path / "t")
+        build_report(_tree(tmp_path / "c", ONE_SEED) + other, tmp_path / "t")

@@ -82,6 +82,7 @@ def test_three_seeds_plan_one_calibration_and_checkpoint_per_seed_one_dense_eval
         seed = b.split("seed=")[1].split()[0].rstrip(",")
         assert f"-s{seed}.pt --nsamples 16 --seed {seed} " in b
     assert "results/tables/gap.md" in planned   # sparsegpt, apt and dense are all there
+    assert "results/tables/zeroshot-diff.md" in planned
 
 
 def test_seeds_by_pattern_gives_some_patterns_more_draws(tmp_path):
@@ -150,6 +151,28 @@ def test_offline_paper_config_prunes_magnitude_once_and_evaluates_zero_shot_on_i
     assert zeroshot == {"dense"} | {f"{m}-{t}-s0" for m in cfg["methods"] for t in ("u50", "2of4")}
     assert counts["zeroshot"] == len(models) * len(zeroshot)
     assert cfg["eval"]["zeroshot"]["limit"] >= 400 and len(cfg["eval"]["zeroshot"]["tasks"]) >= 4
+    assert f"{cfg['results']}/tables/zeroshot-diff.md" in planned
+
+
+@pytest.mark.parametrize("methods, dense, zeroshot_seeds, wanted", [
+    (["wanda", "apt"], False, None, True),     # wanda at APT's pattern and seed
+    (["wanda", "sparsegpt"], True, None, False),   # no APT
+    (["apt"], False, None, False),             # APT alone: nothing to compare with
+    (["magnitude", "apt"], False, [1], False),   # magnitude has seed 0 only, APT's zero-shot seed 1
+])
+def test_zeroshot_diff_table_is_planned_when_apt_has_a_model_to_compare_with(
+        tmp_path, methods, dense, zeroshot_seeds, wanted):
+    cfg = load_config("config.yaml")
+    cfg.update(methods=methods, dense=dense)
+    cfg["calibration"]["seeds"] = [0, 1]
+    if zeroshot_seeds is not None:
+        cfg["eval"]["zeroshot"]["seeds"] = zeroshot_seeds
+    res = snakemake(tmp_path, "-n", "--cores", "2", configfile=write_config(tmp_path / "z.yaml", cfg))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    planned = planned_outputs(out)
+    assert ("results/tables/zeroshot-diff.md" in planned) == wanted
+    assert "results/tables/zeroshot.md" in planned
 
 
 def test_magnitude_under_owl_reads_the_calibration_and_gets_every_seed(tmp_path):

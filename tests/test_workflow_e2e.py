@@ -144,8 +144,9 @@ def test_two_seeds_of_sparsegpt_and_apt_give_the_gap_table(project):
               for s in (0, 1)]
     rows = list(csv.reader((r / "tables" / "gap.csv").read_text().splitlines()))
     assert rows[0] == ["Model", "Pattern", "Seeds", "tiny.txt mean", "tiny.txt std",
-                       "tiny.txt min", "tiny.txt max"]
+                       "tiny.txt min", "tiny.txt max", "tiny.txt SE (windows)"]
     assert rows[1][:3] == ["llama", "50%", "0, 1"]
+    assert float(rows[1][7]) >= 0   # the jobs' perplexity files list their windows
     assert float(rows[1][3]) == pytest.approx(sum(closed) / 2, rel=1e-9)
     assert float(rows[1][5]) == pytest.approx(min(closed)) and float(rows[1][6]) == pytest.approx(max(closed))
     md = (r / "tables" / "ppl.md").read_text()

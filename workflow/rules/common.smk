@@ -278,9 +278,23 @@ def metric_files():
 
 # The gap table (APT's share of the SparseGPT-to-dense perplexity gap) needs all three.
 GAP = bool(PPL_DATASETS) and config["dense"] and {"sparsegpt", "apt"} <= set(METHODS)
+
+
+def _zeroshot_diff(zs_variants):
+    """Whether the zero-shot differences table has a row: an APT variant evaluated zero-shot
+    and the dense model, or another method at its pattern from a seed APT also has."""
+    if "dense" in zs_variants:
+        return any(v.startswith("apt-") for v in zs_variants)
+    pruned = [v.rsplit("-", 2) for v in zs_variants if v != "dense"]
+    apt = {(token, seed) for method, token, seed in pruned if method == "apt"}
+    return any(method != "apt" and (token, seed) in apt for method, token, seed in pruned)
+
+
+ZS_DIFF = bool(ZS_TASKS) and _zeroshot_diff(ZS_VARIANTS)
 TABLES = [
     f"{R}/tables/{kind}.{ext}"
-    for kind, wanted in (("ppl", PPL_DATASETS), ("zeroshot", ZS_TASKS), ("gap", GAP)) if wanted
+    for kind, wanted in (("ppl", PPL_DATASETS), ("zeroshot", ZS_TASKS), ("gap", GAP),
+                         ("zeroshot-diff", ZS_DIFF)) if wanted
     for ext in ("md", "csv", "tex")
 ]
 

@@ -15,7 +15,8 @@ def add_arguments(parser):
     parser.add_argument("--metrics", nargs="+", metavar="PATH",
                         help="metrics JSONs (apt eval outputs, prune reports) or folders of them")
     parser.add_argument("--out-dir", default=None, metavar="DIR",
-                        help="tables: ppl, zeroshot and (with dense, SparseGPT and APT) gap, "
+                        help="tables: ppl, zeroshot, (with dense, SparseGPT and APT) gap and (with "
+                        "APT and another model evaluated zero-shot) zeroshot-diff, "
                         "each as .md/.csv/.tex")
     parser.add_argument("--plots-dir", default=None, metavar="DIR",
                         help="plots: <model>-ppl.png and <model>-acc.png")

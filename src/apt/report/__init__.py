@@ -4,7 +4,9 @@ INTERFACE: ``build_report(metric_paths, out_dir, plots_dir, summary_path) -> dic
 written). Pieces: :mod:`records` (JSON files -> flat records, settings read from inside the
 files), :mod:`seeds` (figures over calibration seeds: mean, std, min, max), :mod:`gap` (APT's
 share of the SparseGPT-to-dense perplexity gap), :mod:`tables` (Markdown / CSV / LaTeX),
-:mod:`plots` (matplotlib PNGs), :mod:`summary` (nested metrics JSON for ``dvc metrics``).
+:mod:`zsdiff` (APT's zero-shot accuracy minus the others'), :mod:`uncertainty` (standard errors
+over perplexity windows and zero-shot items), :mod:`plots` (matplotlib PNGs), :mod:`summary`
+(nested metrics JSON for ``dvc metrics``).
 """
 
 from apt.report.records import Record, collect_records, load_records

@@ -1,7 +1,10 @@
 """Perplexity and accuracy against sparsity, one figure per model (PNG, matplotlib Agg).
 
 Unstructured sparsities are joined by a line per method, starting from the dense model at 0 %;
-N:M patterns are drawn at their implied sparsity as separate, labelled markers.
+N:M patterns are drawn at their implied sparsity as separate, labelled markers. A method under
+OWL's allocation is its own, dashed line in its method's colour. Error bars, where the metrics
+carry standard errors: one standard error over the windows (perplexity) and the standard error of
+the mean over tasks (accuracy).
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from apt.report.records import Record
-from apt.report.tables import DATASET_LABELS, METHOD_LABELS, dataset_key, method_key
+from apt.report.records import Record, Variant
+from apt.report.tables import (DATASET_LABELS, dataset_key, method_key, method_label,
+                               variant_key, zeroshot_tasks)
+from apt.report.uncertainty import mean_se
 
 _MARKERS = {"2:4": "s", "4:8": "D", "1:4": "^"}
 
@@ -19,19 +24,25 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
 
 
-def _series(recs: list[Record], value) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """method -> {"line": [(sparsity, y)], "N:M": [(sparsity, y)]} (dense added to every line)."""
-    out: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    dense = [(0.0, value(r)) for r in recs if r.variant.method == "dense"]
+Point = tuple[float, float, float]   # (sparsity, y, standard error of y; NaN: none)
+
+
+def _series(recs: list[Record], value) -> dict[Variant, dict[str, list[Point]]]:
+    """A variant of each method and allocation -> {"line": [(sparsity, y, err)], "N:M": [...]}
+    (dense added to every line). ``value(record)``: (y, err)."""
+    out: dict[Variant, dict[str, list[Point]]] = {}
+    first: dict[str, Variant] = {}
+    dense = [(0.0, *value(r)) for r in recs if r.variant.method == "dense"]
     for r in recs:
         v = r.variant
         if v.method == "dense":
             continue
-        y = value(r)
+        y, err = value(r)
         if y is None or math.isnan(y):
             continue
-        entry = out.setdefault(v.method, {"line": list(dense)})
-        entry.setdefault(v.pattern if v.structured else "line", []).append((v.sparsity, y))
+        key = first.setdefault(v.method_id, v)
+        entry = out.setdefault(key, {"line": list(dense)})
+        entry.setdefault(v.pattern if v.structured else "line", []).append((v.sparsity, y, err))
     return out
 
 
@@ -41,18 +52,24 @@ def _draw(ax, series, logy: bool, dense: float | None = None) -> None:
     if dense is not None and not math.isnan(dense):
         ax.axhline(dense, linestyle="--", color="gray", linewidth=1, label="Dense")
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, method in enumerate(sorted(series, key=method_key)):
-        color = colors[i % len(colors)]
-        label = METHOD_LABELS.get(method, method)
-        for key, pts in sorted(series[method].items()):
+    methods = sorted({v.method for v in series}, key=method_key)
+    for v in sorted(series, key=variant_key):
+        color = colors[methods.index(v.method) % len(colors)]
+        label = method_label(v)
+        style = "-" if v.allocation == "uniform" else "--"
+        for key, pts in sorted(series[v].items()):
             pts = sorted(pts)
-            xs = [100 * x for x, _ in pts]
-            ys = [y for _, y in pts]
+            xs = [100 * x for x, _, _ in pts]
+            ys = [y for _, y, _ in pts]
+            errs = [0.0 if math.isnan(e) else e for _, _, e in pts]
+            bars = errs if any(errs) else None
             if key == "line":
-                ax.plot(xs, ys, marker="o", color=color, label=label)
+                ax.errorbar(xs, ys, yerr=bars, marker="o", color=color, linestyle=style,
+                            capsize=2, label=label)
             else:
-                ax.scatter(xs, ys, marker=_MARKERS.get(key, "P"), color=color, s=50,
-                           facecolors="none", label=f"{label} {key}")
+                ax.errorbar(xs, ys, yerr=bars, marker=_MARKERS.get(key, "P"), color=color,
+                            markersize=7, markerfacecolor="none", linestyle="none", capsize=2,
+                            label=f"{label} {key}")
     if not series:
         ax.set_xlim(-5, 100)
     if logy:
@@ -80,19 +97,22 @@ def plot_model(model: str, records: list[Record], plots_dir: Path) -> list[Path]
         for ax, d in zip(axes[0], datasets):
             recs = [r for r in ppl if d in r.values]
             dense = [r.values[d] for r in recs if r.variant.method == "dense"]
-            _draw(ax, _series(recs, lambda r: r.values[d]), logy=True,
-                  dense=dense[0] if dense else None)
+            _draw(ax, _series(recs, lambda r: (r.values[d], r.values[d] * r.se.get(d, math.nan))),
+                  logy=True, dense=dense[0] if dense else None)
             ax.set_title(f"{model}: {DATASET_LABELS.get(d, d)}")
             ax.set_ylabel("perplexity")
         figs.append((fig, axes[0][-1], plots_dir / f"{_safe(model)}-ppl.png"))
     zs = [r for r in records if r.kind == "zeroshot" and r.variant.model == model]
     if zs:
         def mean_acc(r):
-            accs = [v for k, v in r.values.items() if "/" not in k]
-            return sum(accs) / len(accs) if accs else None
+            tasks = zeroshot_tasks([r])
+            if not tasks:
+                return None, math.nan
+            accs = [r.values[t] for t in tasks]
+            return sum(accs) / len(accs), mean_se([r.se.get(t) for t in tasks])
 
         fig, ax = plt.subplots(figsize=(5, 3.6))
-        dense = [mean_acc(r) for r in zs if r.variant.method == "dense"]
+        dense = [mean_acc(r)[0] for r in zs if r.variant.method == "dense"]
         _draw(ax, _series(zs, mean_acc), logy=False, dense=dense[0] if dense else None)
         ax.set_title(f"{model}: mean zero-shot accuracy")
         ax.set_ylabel("accuracy")

@@ -8,7 +8,11 @@ Three kinds of file are understood, by their content:
 An evaluation of a pruned model is tied to its prune report by place: the report copied next to
 it (``prune.json`` in the same folder, as the workflow lays out results) or the
 ``prune_report.json`` inside the evaluated checkpoint. An evaluation with neither is of the dense
-model. Method, pattern and sparsity always come from the prune report, never from a path.
+model. Method, pattern, sparsity and allocation (uniform, or OWL's per-block sparsities) always
+come from the prune report, never from a path. Uncertainty: a perplexity file's ``window_nll``
+becomes per-window mean NLLs and the standard error of the log-perplexity, a zero-shot file's
+``acc_stderr`` the tasks' standard errors (:mod:`apt.report.uncertainty`); older files without
+them give records without.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from apt.errors import AptError
+from apt.report.uncertainty import log_ppl_se, window_means
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,12 @@ class Variant:
     method: str
     pattern: str = "dense"     # "unstructured", "N:M" or "dense"
     sparsity: float = 0.0      # fraction of zeros asked (N/M for N:M)
+    allocation: str = "uniform"   # how the zeros were spread over blocks: "uniform" or "owl"
+
+    @property
+    def method_id(self) -> str:
+        """The method with a non-uniform allocation: ``sparsegpt``, ``sparsegpt+owl``."""
+        return self.method if self.allocation == "uniform" else f"{self.method}+{self.allocation}"
 
     @property
     def pattern_label(self) -> str:
@@ -51,6 +62,10 @@ class Record:
     values: dict[str, float]   # ppl: {dataset: ppl}; zeroshot: {task: acc, task/acc_norm: ...}
     settings: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    # standard errors of values' figures: ppl: {dataset: SE of log ppl}; zeroshot: {task: SE}
+    se: dict[str, float] = field(default_factory=dict)
+    # ppl: {dataset: each window's mean NLL per predicted token}
+    windows: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def seed(self) -> int | None:
@@ -90,7 +105,13 @@ def variant_of_prune_report(data: dict[str, Any], path: Path) -> Variant:
     model = data.get("model") or data.get("model_path")
     if not model:
         raise AptError(f"{path}: prune report without 'model'")
-    return Variant(short_model_name(model), method, pattern, sparsity)
+    section = data.get("allocation")
+    allocation = (section.get("name") if isinstance(section, dict) else None) \
+        or s.get("allocation") or "uniform"
+    if not isinstance(allocation, str):
+        raise AptError(f"{path}: prune report with allocation {allocation!r}, expected a name "
+                       "such as 'uniform' or 'owl'")
+    return Variant(short_model_name(model), method, pattern, sparsity, allocation)
 
 
 def _prune_report_for(eval_path: Path, model: str) -> tuple[dict[str, Any], Path] | None:
@@ -138,22 +159,65 @@ def load_records(path: str | Path) -> list[Record]:
             raise AptError(f"{path}: perplexity result without 'ppl' or 'dataset'")
         settings.setdefault("windows", data.get("windows"))
         dataset = short_model_name(str(data["dataset"]))
-        return [Record(variant, "ppl", {dataset: _finite(data["ppl"])}, settings, str(path))]
+        rec = Record(variant, "ppl", {dataset: _finite(data["ppl"])}, settings, str(path))
+        means = _window_means(data, path)
+        if means is not None:
+            rec.windows[dataset] = means
+            rec.se[dataset] = log_ppl_se(means)
+        return [rec]
     tasks = data.get("tasks")
     if not isinstance(tasks, dict) or not tasks:
         raise AptError(f"{path}: zero-shot result without 'tasks'")
     values: dict[str, float] = {}
+    ses: dict[str, float] = {}
     for name, rec in tasks.items():
         if not isinstance(rec, dict) or "acc" not in rec:
             raise AptError(f"{path}: task {name!r} without 'acc'")
         values[name] = _finite(rec["acc"])
         if "acc_norm" in rec:
             values[f"{name}/acc_norm"] = _finite(rec["acc_norm"])
-    return [Record(variant, "zeroshot", values, settings, str(path))]
+        if math.isfinite(se := _finite(rec.get("acc_stderr"))):
+            ses[name] = se
+    return [Record(variant, "zeroshot", values, settings, str(path), se=ses)]
+
+
+def _window_means(data: dict[str, Any], path: Path) -> tuple[float, ...] | None:
+    """The per-window mean NLLs of a perplexity file (None for a file without ``window_nll``)."""
+    sums = data.get("window_nll")
+    if sums is None:
+        return None
+    windows, tokens = data.get("windows"), data.get("tokens")
+    if not isinstance(sums, list) or windows != len(sums) or not isinstance(tokens, int):
+        raise AptError(f"{path}: 'window_nll' should list one NLL sum per window "
+                       f"({windows} windows, {tokens} tokens); rerun `apt eval ppl` for this file")
+    try:
+        return window_means(sums, tokens)
+    except (TypeError, ValueError) as exc:
+        raise AptError(f"{path}: 'window_nll': {exc}; rerun `apt eval ppl` for this file") from None
+
+
+#: settings that make two evaluations of the dense model the same measurement
+PROTOCOL = ("seqlen", "max_windows", "windows", "split", "limit", "num_fewshot", "tasks")
+#: how far apart two such evaluations' figures may be (float summation order, not a result)
+REPEAT_RTOL = 1e-6
+
+
+def same_reference(a: Record, b: Record) -> bool:
+    """Whether two records are the dense model evaluated twice alike: the same protocol and
+    figures within :data:`REPEAT_RTOL` (as two runs passed together each evaluate it)."""
+    if a.variant != b.variant or a.variant.method != "dense" or a.kind != b.kind:
+        return False
+    if a.values.keys() != b.values.keys() or any(
+            a.settings.get(k) != b.settings.get(k) for k in PROTOCOL):
+        return False
+    return all(math.isclose(a.values[k], b.values[k], rel_tol=REPEAT_RTOL)
+               or (math.isnan(a.values[k]) and math.isnan(b.values[k])) for k in a.values)
 
 
 def collect_records(paths: Iterable[str | Path]) -> list[Record]:
-    """Records of the given files; folders are searched for ``*.json`` recursively."""
+    """Records of the given files; folders are searched for ``*.json`` recursively. The dense
+    model's evaluation found again alike (:func:`same_reference`; e.g. two runs' folders, one
+    uniform and one OWL) is kept once; results that disagree are left for the report to refuse."""
     files: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -165,5 +229,7 @@ def collect_records(paths: Iterable[str | Path]) -> list[Record]:
             raise AptError(f"--metrics {p}: no such file or folder")
     records: list[Record] = []
     for f in files:
-        records += load_records(f)
+        for rec in load_records(f):
+            if not any(same_reference(rec, kept) for kept in records):
+                records.append(rec)
     return records

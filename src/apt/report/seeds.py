@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 from apt.errors import AptError
 from apt.report.records import Record, Variant
@@ -59,21 +59,23 @@ def spread(by_seed: dict[int | None, float]) -> Spread:
     return Spread(seeds, tuple(by_seed[s] for s in seeds))
 
 
-def seed_values(records: Iterable[Record]) -> dict[tuple[Variant, str, str], dict[int | None, float]]:
-    """``(variant, kind, key) -> {seed: value}`` (key: a dataset, a task, ``sparsity``...).
+def seed_values(records: Iterable[Record], of: str = "values"
+                ) -> dict[tuple[Variant, str, str], dict[int | None, Any]]:
+    """``(variant, kind, key) -> {seed: value}`` (key: a dataset, a task, ``sparsity``...);
+    ``of``: the records' field read, ``values``, ``se`` or ``windows``.
 
     Two results for the same variant, seed and key are refused: the report would otherwise keep
     one of them silently (for instance a folder holding two runs of the same setting)."""
-    out: dict[tuple[Variant, str, str], dict[int | None, float]] = {}
+    out: dict[tuple[Variant, str, str], dict[int | None, Any]] = {}
     sources: dict[tuple[Variant, str, str, int | None], str] = {}
     for r in records:
-        for key, value in r.values.items():
+        for key, value in getattr(r, of).items():
             slot = out.setdefault((r.variant, r.kind, key), {})
             if r.seed in slot:
                 first = sources[(r.variant, r.kind, key, r.seed)]
                 v = r.variant
                 which = "" if r.seed is None else f", calibration seed {r.seed}"
-                raise AptError(f"two {r.kind} results for {v.model} {v.method} "
+                raise AptError(f"two {r.kind} results for {v.model} {v.method_id} "
                                f"{v.pattern_label}{which}, {key}: {first} and {r.source}; "
                                "pass only one of them")
             slot[r.seed] = value
@@ -87,9 +89,12 @@ def several_seeds(records: Iterable[Record]) -> bool:
 
 
 def mean_records(records: Iterable[Record]) -> list[Record]:
-    """One record per (variant, kind) whose values are the means over seeds (first-seen order)."""
+    """One record per (variant, kind) whose values and standard errors are the means over seeds
+    (first-seen order)."""
+    records = list(records)
     merged: dict[tuple[Variant, str], Record] = {}
-    for (variant, kind, key), by_seed in seed_values(records).items():
-        rec = merged.setdefault((variant, kind), Record(variant, kind, {}))
-        rec.values[key] = spread(by_seed).mean
+    for of in ("values", "se"):
+        for (variant, kind, key), by_seed in seed_values(records, of).items():
+            rec = merged.setdefault((variant, kind), Record(variant, kind, {}))
+            getattr(rec, of)[key] = spread(by_seed).mean
     return list(merged.values())

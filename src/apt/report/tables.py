@@ -8,6 +8,10 @@ CSV files hold the same layout with unrounded numbers.
 
 A variant pruned from several calibration seeds shows ``mean ± std`` over them (CSV: a mean
 column and a ``std`` column); with one seed per variant the tables are as they always were.
+Standard errors (:mod:`apt.report.uncertainty`), where the metrics files carry what they need:
+the perplexity table notes their range, the zero-shot table has the SE of the mean over tasks,
+the gap table each dataset's bootstrap SE over the windows. A variant pruned under OWL's
+allocation is its own row ("SparseGPT + OWL").
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from apt.report.gap import gap_closure
 from apt.report.records import Record, Variant, short_model_name
 from apt.report.seeds import Spread, seed_key, seed_values, spread
+from apt.report.uncertainty import RESAMPLES, Estimate, mean_se
 
 METHOD_ORDER = ("dense", "magnitude", "wanda", "sparsegpt", "apt")
 METHOD_LABELS = {"dense": "Dense", "magnitude": "Magnitude", "wanda": "Wanda",
@@ -29,6 +34,7 @@ DATASET_LABELS = {"wikitext2": "WikiText2", "ptb": "PTB", "c4": "C4"}
 TASK_LABELS = {"boolq": "BoolQ", "rte": "RTE", "hellaswag": "HellaSwag", "winogrande": "WinoGrande",
                "arc_easy": "ARC-e", "arc_challenge": "ARC-c", "openbookqa": "OBQA",
                "piqa": "PIQA", "lambada_openai": "LAMBADA"}
+ALLOCATION_LABELS = {"owl": "OWL"}
 MISSING = "–"
 
 
@@ -61,6 +67,23 @@ def method_key(method: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
+def method_label(v: Variant) -> str:
+    """``SparseGPT``; ``SparseGPT + OWL`` for a non-uniform allocation."""
+    label = METHOD_LABELS.get(v.method, v.method)
+    if v.allocation == "uniform":
+        return label
+    return f"{label} + {ALLOCATION_LABELS.get(v.allocation, v.allocation)}"
+
+
+def variant_key(v: Variant) -> tuple:
+    """Method order, the uniform allocation before the others."""
+    return (method_key(v.method), v.allocation != "uniform", v.allocation)
+
+
+def task_key(name: str) -> tuple[int, str]:
+    return (list(TASK_LABELS).index(name) if name in TASK_LABELS else 99, name)
+
+
 def dataset_key(name: str) -> tuple[int, str]:
     return (DATASET_ORDER.index(name) if name in DATASET_ORDER else len(DATASET_ORDER), name)
 
@@ -78,7 +101,7 @@ class Table:
 
     row_names: tuple[str, ...]                  # e.g. ("Model", "Method")
     groups: list[tuple[str, list[str]]]         # [(group label, [column labels])]
-    rows: list[tuple[tuple[str, ...], list[float | Spread | None]]]
+    rows: list[tuple[tuple[str, ...], list[float | Spread | Estimate | None]]]
     fmt: object                                 # value -> str
     notes: list[str]
 
@@ -90,9 +113,15 @@ class Table:
     def has_spread(self) -> bool:
         return any(isinstance(c, Spread) for _, cells in self.rows for c in cells)
 
-    def text(self, cell: float | Spread | None) -> str:
+    @property
+    def has_estimate(self) -> bool:
+        return any(isinstance(c, Estimate) for _, cells in self.rows for c in cells)
+
+    def text(self, cell: float | Spread | Estimate | None) -> str:
         if isinstance(cell, Spread):
             return f"{self.fmt(cell.mean)} ± {self.fmt(cell.std)}"
+        if isinstance(cell, Estimate):
+            return f"{self.fmt(cell.value)} ± {self.fmt(cell.se)}{'*' if cell.significant else ''}"
         return self.fmt(cell)
 
 
@@ -104,7 +133,7 @@ def _cell(by_seed: dict | None) -> float | Spread | None:
     return s.values[0] if s.n == 1 else s
 
 
-def _label(mapping: dict[str, str], name: str) -> str:
+def label(mapping: dict[str, str], name: str) -> str:
     return mapping.get(name, name)
 
 
@@ -123,51 +152,98 @@ def ppl_table(records: list[Record]) -> Table | None:
         pattern_labels = ["dense"]
     value: dict[tuple[str, str, str, str], dict] = {}
     for (v, _, d), by_seed in seed_values(recs).items():
-        value[(v.model, v.method, v.pattern_label, d)] = by_seed
+        value[(v.model, v.method_id, v.pattern_label, d)] = by_seed
     rows = []
     for model in sorted({r.variant.model for r in recs}):
-        methods = sorted({r.variant.method for r in recs if r.variant.model == model},
-                         key=method_key)
-        for m in methods:
+        methods = {r.variant.method_id: r.variant for r in recs if r.variant.model == model}
+        for m in sorted(methods, key=lambda m: variant_key(methods[m])):
             cells = []
             for p in pattern_labels:
                 for d in datasets:
                     # the dense reference is the same in every pattern group
                     key = (model, m, "dense" if m == "dense" else p, d)
                     cells.append(_cell(value.get(key)))
-            rows.append(((model, _label(METHOD_LABELS, m)), cells))
-    groups = [(p, [_label(DATASET_LABELS, d) for d in datasets]) for p in pattern_labels]
+            rows.append(((model, method_label(methods[m])), cells))
+    groups = [(p, [label(DATASET_LABELS, d) for d in datasets]) for p in pattern_labels]
     table = Table(("Model", "Method"), groups, rows, format_ppl, [])
-    table.notes = _notes(recs, "ppl", spread=table.has_spread)
+    table.notes = settings_notes(recs, "ppl", spread=table.has_spread) + _ppl_se_notes(recs)
     return table
+
+
+def _ppl_se_notes(recs: list[Record]) -> list[str]:
+    ses = [x for r in recs for x in r.se.values() if math.isfinite(x)]
+    if not ses:
+        return []
+    return [f"standard error over windows: {_range(ses, format_share)} % of each perplexity "
+            "(the standard error of the mean NLL per token over the windows, i.e. of the "
+            "log-perplexity)"]
+
+
+def _range(xs: list[float], fmt) -> str:
+    lo, hi = fmt(min(xs)), fmt(max(xs))
+    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def zeroshot_table(records: list[Record]) -> Table | None:
     recs = [r for r in records if r.kind == "zeroshot"]
     if not recs:
         return None
-    tasks = sorted({t for r in recs for t in r.values if "/" not in t},
-                   key=lambda t: (list(TASK_LABELS).index(t) if t in TASK_LABELS else 99, t))
+    tasks = zeroshot_tasks(recs)
     per_task: dict[Variant, dict[str, dict]] = {}
     for (v, _, t), by_seed in seed_values(recs).items():
         per_task.setdefault(v, {})[t] = by_seed
+    task_se = seed_values(recs, "se")
+    with_se = any(r.se for r in recs)
     rows = []
-    for v in sorted(per_task, key=lambda v: (v.model, pattern_key(v), method_key(v.method))):
+    for v in sorted(per_task, key=lambda v: (v.model, pattern_key(v), variant_key(v))):
         accs = per_task[v]
         seeds = sorted({s for t in tasks for s in accs.get(t, {})}, key=seed_key)
-        means = {}
-        for s in seeds:   # the mean over tasks, per seed, where every task has a figure
-            present = [c for t in tasks
-                       if (c := accs.get(t, {}).get(s)) is not None and not math.isnan(c)]
-            if len(present) == len(tasks):
-                means[s] = sum(present) / len(present)
+        means = {s: m for s in seeds if (m := mean_over_tasks(accs, tasks, s)) is not None}
         cells = [_cell(accs.get(t)) for t in tasks]
         cells.append(_cell(means) if len(means) == len(seeds) else None)
-        rows.append(((v.model, _label(METHOD_LABELS, v.method), v.pattern_label), cells))
-    groups = [("accuracy (%)", [_label(TASK_LABELS, t) for t in tasks] + ["Mean"])]
-    table = Table(("Model", "Method", "Pattern"), groups, rows, format_acc, [])
-    table.notes = _notes(recs, "zeroshot", spread=table.has_spread)
+        if with_se:
+            cells.append(_none_if_nan(mean_acc_se(task_se, v, tasks)))
+        rows.append(((v.model, method_label(v), v.pattern_label), cells))
+    columns = [label(TASK_LABELS, t) for t in tasks] + ["Mean"] + (["SE"] if with_se else [])
+    table = Table(("Model", "Method", "Pattern"), [("accuracy (%)", columns)], rows, format_acc, [])
+    table.notes = settings_notes(recs, "zeroshot", spread=table.has_spread)
+    if with_se:
+        ses = [x for r in recs for x in r.se.values()]
+        table.notes.append(f"per-task standard error (lm-eval `acc_stderr`): "
+                           f"{_range(ses, format_acc)} points; SE: standard error of the mean "
+                           "over tasks, sqrt(sum of the tasks' squared standard errors) / tasks"
+                           + (" (each task's averaged over the seeds)" if table.has_spread else ""))
     return table
+
+
+def zeroshot_tasks(recs: list[Record]) -> list[str]:
+    """The tasks of zero-shot records (not their ``task/acc_norm`` figures), in paper order."""
+    return sorted({t for r in recs for t in r.values if "/" not in t}, key=task_key)
+
+
+def mean_over_tasks(accs: dict[str, dict], tasks: list[str], seed) -> float | None:
+    """The mean accuracy of one seed over ``tasks`` (``accs``: task -> {seed: acc}); None
+    unless every task has a figure."""
+    present = [c for t in tasks if (c := accs.get(t, {}).get(seed)) is not None
+               and not math.isnan(c)]
+    return sum(present) / len(present) if present and len(present) == len(tasks) else None
+
+
+def mean_acc_se(task_se: dict, v: Variant, tasks: list[str], seed=None) -> float:
+    """Standard error of a variant's mean accuracy over ``tasks`` from each task's (one seed's,
+    or averaged over the seeds when ``seed`` is None); NaN when a task has none."""
+    per_task = []
+    for t in tasks:
+        by_seed = task_se.get((v, "zeroshot", t), {})
+        if seed is not None:
+            per_task.append(by_seed.get(seed))
+        else:
+            per_task.append(spread(by_seed).mean if by_seed else None)
+    return mean_se(per_task)
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else x
 
 
 def gap_table(records: list[Record]) -> Table | None:
@@ -178,34 +254,49 @@ def gap_table(records: list[Record]) -> Table | None:
         return None
     datasets = sorted({c.dataset for c in cells}, key=dataset_key)
     several = any(c.closed.n > 1 for c in cells)
-    by_row: dict[tuple[str, Variant], dict[str, Spread]] = {}
+    with_se = any(c.se is not None for c in cells)
+    by_row: dict[tuple[str, Variant], dict[str, object]] = {}
     for c in cells:
-        by_row.setdefault((c.model, c.variant), {})[c.dataset] = c.closed
+        by_row.setdefault((c.model, c.variant), {})[c.dataset] = c
     rows = []
-    for model, v in sorted(by_row, key=lambda k: (k[0], pattern_key(k[1]))):
-        closed = by_row[(model, v)]
-        seeds = sorted({s for x in closed.values() for s in x.seeds}, key=seed_key)
+    for model, v in sorted(by_row, key=lambda k: (k[0], pattern_key(k[1]), variant_key(k[1]))):
+        found = by_row[(model, v)]
+        seeds = sorted({s for c in found.values() for s in c.closed.seeds}, key=seed_key)
         row: list[float | Spread | None] = []
         for d in datasets:
-            x = closed.get(d)
+            c = found.get(d)
+            x = None if c is None else c.closed
             if several:
                 row += [None] * 4 if x is None else [x.mean, x.std, x.min, x.max]
             else:
                 row.append(None if x is None else x.mean)
-        rows.append(((model, v.pattern_label, ", ".join(str(s) for s in seeds)), row))
-    labels = [_label(DATASET_LABELS, d) for d in datasets]
-    if several:
-        labels = [f"{d} {stat}" for d in labels for stat in ("mean", "std", "min", "max")]
+            if with_se:
+                row.append(None if c is None or c.se is None else _none_if_nan(c.se.mean))
+        pattern = v.pattern_label if v.allocation == "uniform" else \
+            f"{v.pattern_label} ({ALLOCATION_LABELS.get(v.allocation, v.allocation)})"
+        rows.append(((model, pattern, ", ".join(str(s) for s in seeds)), row))
+    stats = ["mean", "std", "min", "max"] if several else [""]
+    stats += ["SE (windows)"] if with_se else []
+    labels = [" ".join(x for x in (label(DATASET_LABELS, d), stat) if x)
+              for d in datasets for stat in stats]
     groups = [("share of the gap closed (%)", labels)]
     over = "; mean, sample std, min and max over the seeds" if several else ""
     notes = ["APT's share of the SparseGPT-to-dense perplexity gap, in %: (ppl SparseGPT - "
              "ppl APT) / (ppl SparseGPT - ppl Dense), per calibration seed (100: APT matches "
              f"the dense model; 0: no better than SparseGPT){over}"]
-    notes += _notes([r for r in records if r.kind == "ppl"], "ppl")
+    if any(v.allocation != "uniform" for _, v in by_row):
+        notes.append("a pattern marked (OWL): APT and SparseGPT both under OWL's allocation")
+    if with_se:
+        notes.append(f"SE (windows): bootstrap standard error of the share over the evaluation "
+                     f"windows ({RESAMPLES} resamples of the windows, the same ones for dense, "
+                     "SparseGPT and APT)"
+                     + ("; with several seeds the mean of the per-seed standard errors"
+                        if several else ""))
+    notes += settings_notes([r for r in records if r.kind == "ppl"], "ppl")
     return Table(("Model", "Pattern", "Seeds"), groups, rows, format_share, notes)
 
 
-def _notes(recs: list[Record], kind: str, spread: bool = False) -> list[str]:
+def settings_notes(recs: list[Record], kind: str, spread: bool = False) -> list[str]:
     """Settings shared by the figures, read from the metrics files; ``spread``: the table
     shows mean ± std over seeds."""
     notes: list[str] = []
@@ -258,22 +349,28 @@ def _csv_number(c: float | None) -> str:
 
 def to_csv(t: Table) -> str:
     """Unrounded numbers; a table with figures over several seeds gets a ``std`` column after
-    each value column (empty where a cell has one seed, e.g. the dense model)."""
+    each value column (empty where a cell has one seed, e.g. the dense model), a table of
+    estimates an ``se`` column."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     head = _header_cells(t)
-    if not t.has_spread:
+    if not (t.has_spread or t.has_estimate):
         w.writerow(head)
         for names, cells in t.rows:
             w.writerow(list(names) + [_csv_number(c) for c in cells])
         return buf.getvalue()
     k = len(t.row_names)
-    w.writerow(head[:k] + [x for h in head[k:] for x in (h, f"{h} std")])
+    err = "std" if t.has_spread else "se"
+    w.writerow(head[:k] + [x for h in head[k:] for x in (h, f"{h} {err}")])
     for names, cells in t.rows:
         row = list(names)
         for c in cells:
-            row += ([_csv_number(c.mean), _csv_number(c.std)] if isinstance(c, Spread)
-                    else [_csv_number(c), ""])
+            if isinstance(c, Spread):
+                row += [_csv_number(c.mean), _csv_number(c.std)]
+            elif isinstance(c, Estimate):
+                row += [_csv_number(c.value), _csv_number(c.se)]
+            else:
+                row += [_csv_number(c), ""]
         w.writerow(row)
     return buf.getvalue()
 
