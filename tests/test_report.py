@@ -241,3 +241,45 @@ def test_two_results_for_the_same_seed_are_refused(tmp_path):
     _write(other[0], _ppl("org/m", "wiki", DENSE["wiki"] * 1.01))   # the dense model, another figure
     with pytest.raises(AptError, match="two ppl results for m dense dense, wiki"):
         build_report(_tree(tmp_path / "c", ONE_SEED) + other, tmp_path / "t")
+
+
+def _timed_report(method, pattern, seed, module_times, total, rss):
+    report = _prune_report("hub-org/tiny", method, pattern, 0.5, seed)
+    report["modules"] = [{"name": f"layers.{i}.q", "time_s": t} for i, t in enumerate(module_times)]
+    report["time_s"] = {"total": total}
+    report["memory"] = {"cpu_max_rss_mb": rss}
+    return report
+
+
+def test_cost_table_sums_module_times_and_divides_by_sparsegpt_per_draw(tmp_path):
+    m = tmp_path / "metrics" / "tiny"
+    times = {("sparsegpt", 0): [1.0, 3.0], ("sparsegpt", 1): [2.0, 2.0],
+             ("apt", 0): [1.5, 4.5], ("apt", 1): [2.0, 3.0]}
+    files = [_write(m / f"{meth}-s{s}" / "prune.json",
+                    _timed_report(meth, "2:4", s, t, total=10.0 + s, rss=900.0 + s))
+             for (meth, s), t in times.items()]
+    files += [_write(f.parent / "ppl-wiki.json", _ppl(f"results/{f.parent.name}", "wiki", 30.0))
+              for f in list(files)]
+    build_report(files, tmp_path / "t", None, tmp_path / "metrics.json")
+    rows = list(csv.reader(io.StringIO((tmp_path / "t" / "cost.csv").read_text())))
+    header, body = rows[0], {r[2]: r for r in rows[1:]}
+    col = {h: i for i, h in enumerate(header)}
+    apt, sgpt = body["APT"], body["SparseGPT"]
+    # solver time: the modules' sum, mean over the two draws; ratio: per draw, then the mean
+    assert float(apt[col["solver (s)"]]) == pytest.approx((6.0 + 5.0) / 2)
+    assert float(sgpt[col["solver (s)"]]) == pytest.approx(4.0)
+    assert float(apt[col["x SparseGPT"]]) == pytest.approx((6.0 / 4.0 + 5.0 / 4.0) / 2)
+    assert float(sgpt[col["x SparseGPT"]]) == pytest.approx(1.0)
+    assert float(apt[col["x SparseGPT std"]]) == pytest.approx(statistics.stdev([1.5, 1.25]))
+    assert float(apt[col["job (s)"]]) == pytest.approx(10.5)
+    assert float(apt[col["peak RSS (MB)"]]) == pytest.approx(900.5)
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["tiny"]["apt"]["2:4"]["solver_time_s"] == pytest.approx(5.5)
+
+
+def test_cost_table_without_sparsegpt_has_no_ratio(tmp_path):
+    f = _write(tmp_path / "m" / "prune.json", _timed_report("wanda", "2:4", 0, [1.0], 2.0, 5.0))
+    ppl = _write(tmp_path / "m" / "ppl-wiki.json", _ppl("results/x", "wiki", 30.0))
+    build_report([f, ppl], tmp_path / "t", None, None)
+    md = (tmp_path / "t" / "cost.md").read_text()
+    assert "| tiny | 2:4 | Wanda | 1.00 | – | 2.00 | 5.00 |" in md

@@ -276,7 +276,7 @@ def metric_files():
     return files
 
 
-# The gap table (APT's share of the SparseGPT-to-dense perplexity gap) needs all three.
+# The cost table needs a pruned model; the gap table (APT's share of the SparseGPT-to-dense perplexity gap) needs all three.
 GAP = bool(PPL_DATASETS) and config["dense"] and {"sparsegpt", "apt"} <= set(METHODS)
 
 
@@ -294,7 +294,8 @@ ZS_DIFF = bool(ZS_TASKS) and _zeroshot_diff(ZS_VARIANTS)
 TABLES = [
     f"{R}/tables/{kind}.{ext}"
     for kind, wanted in (("ppl", PPL_DATASETS), ("zeroshot", ZS_TASKS), ("gap", GAP),
-                         ("zeroshot-diff", ZS_DIFF)) if wanted
+                         ("zeroshot-diff", ZS_DIFF), ("cost", any(v != "dense" for v in VARIANTS)))
+    if wanted
     for ext in ("md", "csv", "tex")
 ]
 

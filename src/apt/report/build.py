@@ -12,6 +12,7 @@ from apt.report.plots import plot_model
 from apt.report.records import collect_records
 from apt.report.seeds import mean_records
 from apt.report.summary import summarize
+from apt.report.cost import cost_table
 from apt.report.zsdiff import zeroshot_diff_table
 
 
@@ -19,7 +20,7 @@ def build_report(metrics: Iterable[str | Path], out_dir: str | Path | None = Non
                  plots_dir: str | Path | None = None,
                  summary_path: str | Path | None = None) -> dict[str, list[str]]:
     """Write ``ppl.{md,csv,tex}`` / ``zeroshot.{md,csv,tex}`` / ``gap.{md,csv,tex}`` /
-    ``zeroshot-diff.{md,csv,tex}`` into ``out_dir`` (those with data; the gap needs dense,
+    ``zeroshot-diff.{md,csv,tex}`` / ``cost.{md,csv,tex}`` into ``out_dir`` (those with data; the gap needs dense,
     SparseGPT and APT perplexities, the zero-shot differences APT's accuracies and the dense
     model's or another method's at the same pattern), one or two PNGs per model into
     ``plots_dir`` (means over calibration seeds) and the summary JSON; return the paths."""
@@ -31,7 +32,8 @@ def build_report(metrics: Iterable[str | Path], out_dir: str | Path | None = Non
         out = Path(out_dir)
         for name, table in (("ppl", T.ppl_table(records)), ("zeroshot", T.zeroshot_table(records)),
                             ("gap", T.gap_table(records)),
-                            ("zeroshot-diff", zeroshot_diff_table(records))):
+                            ("zeroshot-diff", zeroshot_diff_table(records)),
+                            ("cost", cost_table(records))):
             if table is None:
                 continue
             for ext, render in (("md", T.to_markdown), ("csv", T.to_csv), ("tex", T.to_latex)):

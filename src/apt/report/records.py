@@ -139,8 +139,13 @@ def load_records(path: str | Path) -> list[Record]:
     if _is_prune_report(data):
         v = variant_of_prune_report(data, path)
         totals = data.get("totals") or {}
+        modules = [m for m in data.get("modules") or [] if isinstance(m, dict)]
         values = {"sparsity": _finite(totals.get("sparsity")),
-                  "time_s": _finite((data.get("time_s") or {}).get("total"))}
+                  "time_s": _finite((data.get("time_s") or {}).get("total")),
+                  # the solvers' own time, summed over the modules (no loading or saving)
+                  "solver_s": (math.fsum(_finite(m.get("time_s")) for m in modules)
+                               if modules else math.nan),
+                  "rss_mb": _finite((data.get("memory") or {}).get("cpu_max_rss_mb"))}
         return [Record(v, "prune", values, {"calibration": data.get("calibration")}, str(path))]
     evaluation = data.get("evaluation")
     if evaluation not in ("perplexity", "zeroshot"):

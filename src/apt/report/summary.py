@@ -49,6 +49,7 @@ def _fill(node: dict[str, Any], r: Record) -> None:
     elif r.kind == "prune":
         node["sparsity"] = _num(r.values.get("sparsity"))
         node["prune_time_s"] = _num(r.values.get("time_s"))
+        node["solver_time_s"] = _num(r.values.get("solver_s"))
 
 
 def _over_seeds(seeds: list, values: list[float | None]) -> Spread | None:
@@ -73,7 +74,7 @@ def _combine(nodes: dict[int | None, dict[str, Any]]) -> dict[str, Any]:
         for key in dict.fromkeys(keys):
             x = _over_seeds(seeds, [nodes[s].get(section, {}).get(key) for s in seeds])
             out.setdefault(section, {})[key] = None if x is None else _num(x.mean)
-    for key in ("sparsity", "prune_time_s"):
+    for key in ("sparsity", "prune_time_s", "solver_time_s"):
         if any(key in nodes[s] for s in seeds):
             x = _over_seeds(seeds, [nodes[s].get(key) for s in seeds])
             out[key] = None if x is None else _num(x.mean)
