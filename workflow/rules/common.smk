@@ -64,16 +64,21 @@ def _pattern_seeds(cfg, targets):
     calib = cfg["calibration"]
     out = {t.token: list(calib.get("seeds", [0])) for t in targets}
     for key, seeds in (calib.get("seeds_by_pattern") or {}).items():
-        where = f"calibration.seeds_by_pattern.{key}"
-        try:
-            token = parse_target(key).token
-        except ValueError as exc:
-            _config_error(where, str(exc))
-        if token not in out:
-            _config_error(where, f"{key!r} is not among the patterns "
-                          f"{cfg['patterns']}; add it there or remove this entry")
-        out[token] = list(seeds)
+        out[_config_pattern(cfg, key, f"calibration.seeds_by_pattern.{key}", out)] = list(seeds)
     return out
+
+
+def _config_pattern(cfg, spelled, where, tokens):
+    """The token of a pattern another key names (any spelling), which must be one of
+    'patterns' (``tokens``); else a config error naming ``where``."""
+    try:
+        token = parse_target(spelled).token
+    except ValueError as exc:
+        _config_error(where, str(exc))
+    if token not in tokens:
+        _config_error(where, f"{spelled!r} is not among the patterns {cfg['patterns']}; "
+                      "add it there or remove it here")
+    return token
 
 
 def export_step(w, output):
@@ -136,18 +141,9 @@ def _zeroshot_variants(cfg, variants):
     eval.zeroshot.seeds where the config names them (the dense model always)."""
     zs = cfg["eval"].get("zeroshot") or {}
     patterns, seeds = zs.get("patterns"), zs.get("seeds")
-    tokens = None
-    if patterns is not None:
-        tokens = set()
-        for i, p in enumerate(patterns):
-            try:
-                token = parse_target(p).token
-            except ValueError as exc:
-                _config_error(f"eval.zeroshot.patterns[{i}]", str(exc))
-            if token not in PATTERNS:
-                _config_error(f"eval.zeroshot.patterns[{i}]", f"{p!r} is not among the patterns "
-                              f"{cfg['patterns']}; add it there or remove it here")
-            tokens.add(token)
+    tokens = None if patterns is None else {
+        _config_pattern(cfg, p, f"eval.zeroshot.patterns[{i}]", PATTERNS)
+        for i, p in enumerate(patterns)}
     out = []
     for v in variants:
         if v != "dense":
@@ -276,7 +272,8 @@ def metric_files():
     return files
 
 
-# The cost table needs a pruned model; the gap table (APT's share of the SparseGPT-to-dense perplexity gap) needs all three.
+# The cost table needs a pruned model; the gap table (APT's share of the SparseGPT-to-dense
+# perplexity gap) needs all three.
 GAP = bool(PPL_DATASETS) and config["dense"] and {"sparsegpt", "apt"} <= set(METHODS)
 
 
