@@ -14,7 +14,7 @@ import math
 
 from apt.report.records import Record, Variant
 from apt.report.seeds import seed_values
-from apt.report.tables import Table, _cell, method_label, pattern_key, variant_key
+from apt.report.tables import Table, seed_cell, method_label, pattern_key, variant_key
 
 BASELINE = "sparsegpt"
 COLUMNS = (("solver_s", "solver (s)"), ("ratio", "x SparseGPT"), ("time_s", "job (s)"),
@@ -48,7 +48,7 @@ def cost_table(records: list[Record]) -> Table | None:
         cells = []
         for key, _ in COLUMNS:
             by_seed = solver_ratio(values, v) if key == "ratio" else values.get((v, "prune", key))
-            cells.append(_cell(by_seed))
+            cells.append(seed_cell(by_seed))
         rows.append(((v.model, v.pattern_label, method_label(v)), cells))
     notes = ["solver: the solver's own time summed over the pruned modules (no loading, capture "
              "or saving); x SparseGPT: over SparseGPT's at the same pattern and calibration "

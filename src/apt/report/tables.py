@@ -125,7 +125,7 @@ class Table:
         return self.fmt(cell)
 
 
-def _cell(by_seed: dict | None) -> float | Spread | None:
+def seed_cell(by_seed: dict | None) -> float | Spread | None:
     """The table cell of a figure given per seed: the number itself for one seed."""
     if not by_seed:
         return None
@@ -162,7 +162,7 @@ def ppl_table(records: list[Record]) -> Table | None:
                 for d in datasets:
                     # the dense reference is the same in every pattern group
                     key = (model, m, "dense" if m == "dense" else p, d)
-                    cells.append(_cell(value.get(key)))
+                    cells.append(seed_cell(value.get(key)))
             rows.append(((model, method_label(methods[m])), cells))
     groups = [(p, [label(DATASET_LABELS, d) for d in datasets]) for p in pattern_labels]
     table = Table(("Model", "Method"), groups, rows, format_ppl, [])
@@ -199,8 +199,8 @@ def zeroshot_table(records: list[Record]) -> Table | None:
         accs = per_task[v]
         seeds = sorted({s for t in tasks for s in accs.get(t, {})}, key=seed_key)
         means = {s: m for s in seeds if (m := mean_over_tasks(accs, tasks, s)) is not None}
-        cells = [_cell(accs.get(t)) for t in tasks]
-        cells.append(_cell(means) if len(means) == len(seeds) else None)
+        cells = [seed_cell(accs.get(t)) for t in tasks]
+        cells.append(seed_cell(means) if len(means) == len(seeds) else None)
         if with_se:
             cells.append(_none_if_nan(mean_acc_se(task_se, v, tasks)))
         rows.append(((v.model, method_label(v), v.pattern_label), cells))
