@@ -300,17 +300,25 @@ def test_owl_and_uniform_runs_side_by_side(tmp_path):
     md = (tmp_path / "t" / "ppl.md").read_text().splitlines()
     methods = [line.split(" | ")[1] for line in md if line.startswith("| m |")]
     assert methods == ["Dense", "SparseGPT", "SparseGPT + OWL", "APT", "APT + OWL"]
-    # the gap compares like with like: APT + OWL against SparseGPT + OWL
+    # the gap compares like with like (APT + OWL against SparseGPT + OWL), and APT + OWL also
+    # against the uniform SparseGPT
     ppl = lambda w: math.exp(sum(w) / 4)                                # noqa: E731
     closed = {"uniform": (ppl(SGPT_W[0]) - ppl(APT_W[0])) / (ppl(SGPT_W[0]) - ppl(DENSE_W)),
-              "owl": (ppl(owl_sgpt) - ppl(owl_apt)) / (ppl(owl_sgpt) - ppl(DENSE_W))}
+              "owl": (ppl(owl_sgpt) - ppl(owl_apt)) / (ppl(owl_sgpt) - ppl(DENSE_W)),
+              "cross": (ppl(SGPT_W[0]) - ppl(owl_apt)) / (ppl(SGPT_W[0]) - ppl(DENSE_W))}
+    assert len(set(closed.values())) == 3
     rows = list(csv.reader(io.StringIO((tmp_path / "t" / "gap.csv").read_text())))
-    assert [r[1] for r in rows[1:]] == ["50%", "50% (OWL)"]
+    assert [r[1] for r in rows[1:]] == ["50%", "50% (OWL)", "50% (OWL vs uniform)"]
     assert float(rows[1][3]) == pytest.approx(closed["uniform"], rel=1e-12)
     assert float(rows[2][3]) == pytest.approx(closed["owl"], rel=1e-12)
     assert float(rows[2][4]) == pytest.approx(closure_se(DENSE_W, owl_sgpt, owl_apt), rel=1e-12)
+    assert float(rows[3][3]) == pytest.approx(closed["cross"], rel=1e-12)
+    assert float(rows[3][4]) == pytest.approx(closure_se(DENSE_W, SGPT_W[0], owl_apt), rel=1e-12)
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["m"]["apt+owl"]["50%"]["gap_closed"]["wiki"]["mean"] == pytest.approx(closed["owl"])
+    node = summary["m"]["apt+owl"]["50%"]
+    assert node["gap_closed"]["wiki"]["mean"] == pytest.approx(closed["owl"])
+    assert node["gap_closed_vs_uniform"]["wiki"]["mean"] == pytest.approx(closed["cross"])
+    assert "gap_closed_vs_uniform" not in summary["m"]["apt"]["50%"]
     assert summary["m"]["sparsegpt"]["50%"]["ppl"]["wiki"] == pytest.approx(ppl(SGPT_W[0]))
     # the plots draw one line per method and allocation
     series = _series([r for r in recs if r.kind == "ppl"], lambda r: (r.values["wiki"], math.nan))

@@ -4,7 +4,8 @@
 dense model, 0 when it is no better than SparseGPT, negative when it is worse. It is computed per
 calibration seed (SparseGPT and APT pruned from the same draw, against the one dense figure) and
 then summarized over the seeds. A model pruned under OWL's allocation is compared with the
-baseline under the same allocation. Where the perplexity files list their windows, each seed's
+baseline under the same allocation and, where there is one, with the uniform baseline too (the
+reference the allocation has to beat: SparseGPT may do worse under OWL than without). Where the perplexity files list their windows, each seed's
 closure has a bootstrap standard error over the windows (:func:`apt.report.uncertainty.closure_se`).
 """
 
@@ -37,11 +38,13 @@ class GapCell:
     closed: Spread             # one value per seed that has both SparseGPT and APT
     se: Spread | None = None   # each seed's bootstrap standard error over the windows (None
     #                            when a file lacks its windows)
+    baseline_allocation: str = "uniform"   # the SparseGPT it is measured against
 
 
 def gap_closure(records: Iterable[Record]) -> list[GapCell]:
     """Every (model, pattern, allocation, dataset) with a dense, a SparseGPT and an APT
-    perplexity."""
+    perplexity: APT against SparseGPT under the same allocation, and an APT under another
+    allocation also against the uniform SparseGPT."""
     ppl = [r for r in records if r.kind == "ppl"]
     values = seed_values(ppl)
     windows = seed_values(ppl, "windows")
@@ -50,17 +53,20 @@ def gap_closure(records: Iterable[Record]) -> list[GapCell]:
         variant, _, dataset = key
         if variant.method != METHOD:
             continue
-        base_key = (Variant(variant.model, BASELINE, variant.pattern, variant.sparsity,
-                            variant.allocation), "ppl", dataset)
         dense_key = (Variant(variant.model, "dense"), "ppl", dataset)
-        base, dense = values.get(base_key), values.get(dense_key)
-        seeds = [s for s in apt if base and s in base]
-        if not dense or not seeds:
-            continue
-        ppl_dense = spread(dense).mean
-        closed = spread({s: gap_closed(base[s], apt[s], ppl_dense) for s in seeds})
-        cells.append(GapCell(variant.model, variant, dataset, closed,
-                             _window_se(windows, key, base_key, dense_key, seeds)))
+        dense = values.get(dense_key)
+        for allocation in dict.fromkeys((variant.allocation, "uniform")):
+            base_key = (Variant(variant.model, BASELINE, variant.pattern, variant.sparsity,
+                                allocation), "ppl", dataset)
+            base = values.get(base_key)
+            seeds = [s for s in apt if base and s in base]
+            if not dense or not seeds:
+                continue
+            ppl_dense = spread(dense).mean
+            closed = spread({s: gap_closed(base[s], apt[s], ppl_dense) for s in seeds})
+            cells.append(GapCell(variant.model, variant, dataset, closed,
+                                 _window_se(windows, key, base_key, dense_key, seeds),
+                                 allocation))
     return cells
 
 

@@ -95,7 +95,9 @@ def summarize(records: list[Record]) -> dict[str, Any]:
     for c in gap_closure(records):
         node = out[c.model][c.variant.method_id][c.variant.pattern_label]
         x = c.closed
-        gap = node.setdefault("gap_closed", {})[c.dataset] = {
+        name = "gap_closed" if c.baseline_allocation == c.variant.allocation else \
+            f"gap_closed_vs_{c.baseline_allocation}"
+        gap = node.setdefault(name, {})[c.dataset] = {
             "mean": _num(x.mean), "std": _num(x.std), "min": _num(x.min), "max": _num(x.max),
             "seeds": list(x.seeds)}
         if c.se is not None:

@@ -255,12 +255,13 @@ def gap_table(records: list[Record]) -> Table | None:
     datasets = sorted({c.dataset for c in cells}, key=dataset_key)
     several = any(c.closed.n > 1 for c in cells)
     with_se = any(c.se is not None for c in cells)
-    by_row: dict[tuple[str, Variant], dict[str, object]] = {}
+    by_row: dict[tuple[str, Variant, str], dict[str, object]] = {}
     for c in cells:
-        by_row.setdefault((c.model, c.variant), {})[c.dataset] = c
+        by_row.setdefault((c.model, c.variant, c.baseline_allocation), {})[c.dataset] = c
     rows = []
-    for model, v in sorted(by_row, key=lambda k: (k[0], pattern_key(k[1]), variant_key(k[1]))):
-        found = by_row[(model, v)]
+    for model, v, base in sorted(by_row, key=lambda k: (k[0], pattern_key(k[1]),
+                                                        variant_key(k[1]), k[2] == "uniform")):
+        found = by_row[(model, v, base)]
         seeds = sorted({s for c in found.values() for s in c.closed.seeds}, key=seed_key)
         row: list[float | Spread | None] = []
         for d in datasets:
@@ -274,6 +275,8 @@ def gap_table(records: list[Record]) -> Table | None:
                 row.append(None if c is None or c.se is None else _none_if_nan(c.se.mean))
         pattern = v.pattern_label if v.allocation == "uniform" else \
             f"{v.pattern_label} ({ALLOCATION_LABELS.get(v.allocation, v.allocation)})"
+        if base != v.allocation:
+            pattern = pattern[:-1] + " vs uniform)"
         rows.append(((model, pattern, ", ".join(str(s) for s in seeds)), row))
     stats = ["mean", "std", "min", "max"] if several else [""]
     stats += ["SE (windows)"] if with_se else []
@@ -284,8 +287,9 @@ def gap_table(records: list[Record]) -> Table | None:
     notes = ["APT's share of the SparseGPT-to-dense perplexity gap, in %: (ppl SparseGPT - "
              "ppl APT) / (ppl SparseGPT - ppl Dense), per calibration seed (100: APT matches "
              f"the dense model; 0: no better than SparseGPT){over}"]
-    if any(v.allocation != "uniform" for _, v in by_row):
-        notes.append("a pattern marked (OWL): APT and SparseGPT both under OWL's allocation")
+    if any(v.allocation != "uniform" for _, v, _ in by_row):
+        notes.append("a pattern marked (OWL): APT and SparseGPT both under OWL's allocation; "
+                     "(OWL vs uniform): APT under OWL's allocation, SparseGPT uniform")
     if with_se:
         notes.append(f"SE (windows): bootstrap standard error of the share over the evaluation "
                      f"windows ({RESAMPLES} resamples of the windows, the same ones for dense, "
