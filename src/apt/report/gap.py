@@ -5,8 +5,8 @@ dense model, 0 when it is no better than SparseGPT, negative when it is worse. I
 calibration seed (SparseGPT and APT pruned from the same draw, against the one dense figure) and
 then summarized over the seeds. A model pruned under OWL's allocation is compared with the
 baseline under the same allocation and, where there is one, with the uniform baseline too (the
-reference the allocation has to beat: SparseGPT may do worse under OWL than without). Where the perplexity files list their windows, each seed's
-closure has a bootstrap standard error over the windows (:func:`apt.report.uncertainty.closure_se`).
+reference the allocation has to beat: SparseGPT may do worse under OWL than without). Where the
+perplexity files list their windows, each seed's closure has a bootstrap standard error over the windows (:func:`apt.report.uncertainty.closure_se`).
 """
 
 from __future__ import annotations
@@ -55,14 +55,16 @@ def gap_closure(records: Iterable[Record]) -> list[GapCell]:
             continue
         dense_key = (Variant(variant.model, "dense"), "ppl", dataset)
         dense = values.get(dense_key)
+        if not dense:
+            continue
+        ppl_dense = spread(dense).mean
         for allocation in dict.fromkeys((variant.allocation, "uniform")):
             base_key = (Variant(variant.model, BASELINE, variant.pattern, variant.sparsity,
                                 allocation), "ppl", dataset)
             base = values.get(base_key)
             seeds = [s for s in apt if base and s in base]
-            if not dense or not seeds:
+            if not seeds:
                 continue
-            ppl_dense = spread(dense).mean
             closed = spread({s: gap_closed(base[s], apt[s], ppl_dense) for s in seeds})
             cells.append(GapCell(variant.model, variant, dataset, closed,
                                  _window_se(windows, key, base_key, dense_key, seeds),

@@ -273,10 +273,10 @@ def gap_table(records: list[Record]) -> Table | None:
                 row.append(None if x is None else x.mean)
             if with_se:
                 row.append(None if c is None or c.se is None else _none_if_nan(c.se.mean))
-        pattern = v.pattern_label if v.allocation == "uniform" else \
-            f"{v.pattern_label} ({ALLOCATION_LABELS.get(v.allocation, v.allocation)})"
-        if base != v.allocation:
-            pattern = pattern[:-1] + " vs uniform)"
+        pattern = v.pattern_label
+        if v.allocation != "uniform":
+            vs = "" if base == v.allocation else f" vs {base}"
+            pattern += f" ({ALLOCATION_LABELS.get(v.allocation, v.allocation)}{vs})"
         rows.append(((model, pattern, ", ".join(str(s) for s in seeds)), row))
     stats = ["mean", "std", "min", "max"] if several else [""]
     stats += ["SE (windows)"] if with_se else []
