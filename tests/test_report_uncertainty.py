@@ -337,3 +337,37 @@ def test_the_same_owl_run_twice_is_still_refused(tmp_path):
     _write(c[0], other)
     with pytest.raises(AptError, match="two ppl results for m dense dense, wiki"):
         build_report(_owl_tree(tmp_path / "D", "owl", SGPT_W[0], APT_W[0]) + c, tmp_path / "t")
+
+
+# ------------------------------------------------------------------ APT with method options
+def test_apt_with_options_is_its_own_variant_against_the_default_sparsegpt(tmp_path):
+    """A run with `apt prune --option` beside the default one (another results folder): its own
+    row, gap row and summary key, measured against the SparseGPT without options."""
+    files = _owl_tree(tmp_path / "A", None, SGPT_W[0], APT_W[0])
+    m = tmp_path / "B" / "metrics" / "m"
+    report = _prune_report("org/m", "apt", "unstructured", 0.5, 0)
+    report["settings"]["options"] = {"admm_rho": 1.25, "admm_ramp": 2}
+    files.append(_write(m / "apt-u50-s0" / "prune.json", report))
+    files.append(_write(m / "apt-u50-s0" / "ppl-wiki.json",
+                        _ppl_windows("ckpt/apt-u50-s0", "wiki", APT_W[1])))
+    recs = collect_records([tmp_path / "A" / "metrics", tmp_path / "B" / "metrics"])
+    assert {r.variant.options for r in recs if r.variant.method == "apt"} == \
+        {"", "admm_ramp=2, admm_rho=1.25"}
+    build_report(files, tmp_path / "t", tmp_path / "plots", tmp_path / "s.json")
+    md = (tmp_path / "t" / "ppl.md").read_text().splitlines()
+    methods = [line.split(" | ")[1] for line in md if line.startswith("| m |")]
+    assert methods == ["Dense", "SparseGPT", "APT", "APT (admm_ramp=2, admm_rho=1.25)"]
+    ppl = lambda w: math.exp(sum(w) / 4)                                # noqa: E731
+    closed = [(ppl(SGPT_W[0]) - ppl(a)) / (ppl(SGPT_W[0]) - ppl(DENSE_W))
+              for a in (APT_W[0], APT_W[1])]
+    assert closed[0] != closed[1]
+    rows = list(csv.reader(io.StringIO((tmp_path / "t" / "gap.csv").read_text())))
+    assert [r[1] for r in rows[1:]] == ["50%", "50% (admm_ramp=2, admm_rho=1.25)"]
+    assert [float(r[3]) for r in rows[1:]] == pytest.approx(closed, rel=1e-12)
+    summary = json.loads((tmp_path / "s.json").read_text())
+    node = summary["m"]["apt[admm_ramp=2, admm_rho=1.25]"]["50%"]
+    assert node["gap_closed"]["wiki"]["mean"] == pytest.approx(closed[1])
+    report["settings"]["options"] = ["admm_rho"]
+    _write(m / "apt-u50-s0" / "prune.json", report)
+    with pytest.raises(AptError, match="settings.options"):
+        collect_records([m])

@@ -8,8 +8,9 @@ Three kinds of file are understood, by their content:
 An evaluation of a pruned model is tied to its prune report by place: the report copied next to
 it (``prune.json`` in the same folder, as the workflow lays out results) or the
 ``prune_report.json`` inside the evaluated checkpoint. An evaluation with neither is of the dense
-model. Method, pattern, sparsity and allocation (uniform, or OWL's per-block sparsities) always
-come from the prune report, never from a path. Uncertainty: a perplexity file's ``window_nll``
+model. Method, pattern, sparsity, allocation (uniform, or OWL's per-block sparsities) and the
+method options given to ``apt prune --option`` always come from the prune report, never from a
+path: a method pruned with options is a variant of its own. Uncertainty: a perplexity file's ``window_nll``
 becomes per-window mean NLLs and the standard error of the log-perplexity, a zero-shot file's
 ``acc_stderr`` the tasks' standard errors (:mod:`apt.report.uncertainty`); older files without
 them give records without.
@@ -36,11 +37,14 @@ class Variant:
     pattern: str = "dense"     # "unstructured", "N:M" or "dense"
     sparsity: float = 0.0      # fraction of zeros asked (N/M for N:M)
     allocation: str = "uniform"   # how the zeros were spread over blocks: "uniform" or "owl"
+    options: str = ""          # the method options asked for, "key=value, ..." ("": defaults)
 
     @property
     def method_id(self) -> str:
-        """The method with a non-uniform allocation: ``sparsegpt``, ``sparsegpt+owl``."""
-        return self.method if self.allocation == "uniform" else f"{self.method}+{self.allocation}"
+        """The method with a non-uniform allocation and its options: ``sparsegpt``,
+        ``sparsegpt+owl``, ``apt[admm_ramp=2, admm_rho=1.25]``."""
+        name = self.method if self.allocation == "uniform" else f"{self.method}+{self.allocation}"
+        return f"{name}[{self.options}]" if self.options else name
 
     @property
     def pattern_label(self) -> str:
@@ -111,7 +115,19 @@ def variant_of_prune_report(data: dict[str, Any], path: Path) -> Variant:
     if not isinstance(allocation, str):
         raise AptError(f"{path}: prune report with allocation {allocation!r}, expected a name "
                        "such as 'uniform' or 'owl'")
-    return Variant(short_model_name(model), method, pattern, sparsity, allocation)
+    options = s.get("options") or {}
+    if not isinstance(options, dict):
+        raise AptError(f"{path}: prune report with settings.options {options!r}, expected a "
+                       "mapping of option names to values")
+    return Variant(short_model_name(model), method, pattern, sparsity, allocation,
+                   options_label(options))
+
+
+def options_label(options: dict[str, Any]) -> str:
+    """``{"admm_rho": 1.25, "admm_ramp": 2}`` -> ``"admm_ramp=2, admm_rho=1.25"`` (sorted by
+    name; strings bare, other values as JSON), ``""`` for no options."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                     for k, v in sorted(options.items()))
 
 
 def _prune_report_for(eval_path: Path, model: str) -> tuple[dict[str, Any], Path] | None:

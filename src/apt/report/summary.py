@@ -12,7 +12,8 @@ Standard errors, where the metrics files carry what they need (:mod:`apt.report.
 ``acc_se: {task: x, "mean": x}`` (lm-eval's, and of the mean over tasks), and in ``gap_closed``
 ``se_windows`` (bootstrap over the windows; over several seeds the mean of ``se_windows_per_seed``).
 Over several seeds a node's ``ppl_se`` / ``acc_se`` are the means of its seeds'. A variant pruned
-under a non-uniform allocation has its own method key: ``sparsegpt+owl``.
+under a non-uniform allocation has its own method key: ``sparsegpt+owl``; one pruned with method
+options too: ``apt[admm_ramp=2]``.
 """
 
 from __future__ import annotations

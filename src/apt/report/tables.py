@@ -11,7 +11,8 @@ column and a ``std`` column); with one seed per variant the tables are as they a
 Standard errors (:mod:`apt.report.uncertainty`), where the metrics files carry what they need:
 the perplexity table notes their range, the zero-shot table has the SE of the mean over tasks,
 the gap table each dataset's bootstrap SE over the windows. A variant pruned under OWL's
-allocation is its own row ("SparseGPT + OWL").
+allocation is its own row ("SparseGPT + OWL"), and so is one pruned with method options ("APT
+(admm_ramp=2)"), measured against the SparseGPT without options.
 """
 
 from __future__ import annotations
@@ -68,16 +69,17 @@ def method_key(method: str) -> tuple[int, str]:
 
 
 def method_label(v: Variant) -> str:
-    """``SparseGPT``; ``SparseGPT + OWL`` for a non-uniform allocation."""
+    """``SparseGPT``; ``SparseGPT + OWL`` for a non-uniform allocation; ``APT (admm_ramp=2)``
+    for one pruned with method options."""
     label = METHOD_LABELS.get(v.method, v.method)
-    if v.allocation == "uniform":
-        return label
-    return f"{label} + {ALLOCATION_LABELS.get(v.allocation, v.allocation)}"
+    if v.allocation != "uniform":
+        label += f" + {ALLOCATION_LABELS.get(v.allocation, v.allocation)}"
+    return f"{label} ({v.options})" if v.options else label
 
 
 def variant_key(v: Variant) -> tuple:
-    """Method order, the uniform allocation before the others."""
-    return (method_key(v.method), v.allocation != "uniform", v.allocation)
+    """Method order, the uniform allocation before the others, the defaults before options."""
+    return (method_key(v.method), v.allocation != "uniform", v.allocation, v.options)
 
 
 def task_key(name: str) -> tuple[int, str]:
@@ -274,9 +276,12 @@ def gap_table(records: list[Record]) -> Table | None:
             if with_se:
                 row.append(None if c is None or c.se is None else _none_if_nan(c.se.mean))
         pattern = v.pattern_label
+        marks = [v.options] if v.options else []
         if v.allocation != "uniform":
             vs = "" if base == v.allocation else f" vs {base}"
-            pattern += f" ({ALLOCATION_LABELS.get(v.allocation, v.allocation)}{vs})"
+            marks.insert(0, f"{ALLOCATION_LABELS.get(v.allocation, v.allocation)}{vs}")
+        if marks:
+            pattern += f" ({'; '.join(marks)})"
         rows.append(((model, pattern, ", ".join(str(s) for s in seeds)), row))
     stats = ["mean", "std", "min", "max"] if several else [""]
     stats += ["SE (windows)"] if with_se else []
@@ -290,6 +295,9 @@ def gap_table(records: list[Record]) -> Table | None:
     if any(v.allocation != "uniform" for _, v, _ in by_row):
         notes.append("a pattern marked (OWL): APT and SparseGPT both under OWL's allocation; "
                      "(OWL vs uniform): APT under OWL's allocation, SparseGPT uniform")
+    if any(v.options for _, v, _ in by_row):
+        notes.append("a pattern marked with options (key=value): APT pruned with those options "
+                     "(apt prune --option), SparseGPT with its defaults")
     if with_se:
         notes.append(f"SE (windows): bootstrap standard error of the share over the evaluation "
                      f"windows ({RESAMPLES} resamples of the windows, the same ones for dense, "
