@@ -32,16 +32,27 @@ run: setup
 	@cat results/tables/ppl.md
 
 # Copy a run's tables, plots and metrics.json to docs/results/, the figures published with
-# the project (commit them with the command and date in the README there). Another config's run:
+# the project (commit them with the command and date in the README there), and the per-job
+# metrics they were made from (the *.json under each JOBS folder, to jobs/<run>/...), so that a
+# report can be rebuilt or combined with another from the published files alone:
+#   apt report --metrics docs/results/<run>/jobs ...
+# Another config's run:
 #   make publish FROM=results/offline-paper TO=docs/results/offline-paper
+# A report made from several runs' metrics (apt report --metrics A B --out-dir T/tables ...):
+#   make publish FROM=T TO=docs/results/<name> JOBS="A B"
 FROM ?= results
 TO ?= docs/results
+JOBS ?= $(wildcard $(FROM)/metrics)
 publish:
 	test -f $(FROM)/tables/ppl.md || (echo "no $(FROM)/tables/ppl.md: run the pipeline first (make run)" && false)
-	rm -rf $(TO)/tables $(TO)/plots
+	rm -rf $(TO)/tables $(TO)/plots $(TO)/jobs
 	mkdir -p $(TO)
 	cp -r $(FROM)/tables $(FROM)/plots $(FROM)/metrics.json $(TO)/
 	rm -f $(TO)/plots/.snakemake_timestamp
+	for d in $(JOBS); do \
+	  run=$${d%%/metrics*}; run=$${run##*/}; dest="$(TO)/jobs/$$run$${d#*/metrics}"; \
+	  mkdir -p "$$dest" && (cd "$$d" && find . -name '*.json' -exec cp --parents {} "$(abspath $(TO))/jobs/$$run$${d#*/metrics}/" \;) || exit 1; \
+	done
 
 # The paper-style table on both offline models (config/offline-paper.yaml; several hours on a
 # 2-core CPU, resumable): tables in results/offline-paper/tables/.
