@@ -356,3 +356,43 @@ def test_save_format_is_checked_by_the_schema(tmp_path):
     cfg["save_format"] = "zip"
     res = snakemake(tmp_path, "-n", "--cores", "2", configfile=write_config(tmp_path / "c.yaml", cfg))
     assert res.returncode != 0 and "save_format" in res.stdout + res.stderr
+
+
+def test_apt_candidates_configs_prune_with_the_candidates_beside_the_offline_paper_draws(tmp_path):
+    """config/apt-candidates.yaml (N:M) and its overlay for 70 %: APT alone, with the candidate
+    options of AptOptions.PATTERN_CANDIDATES, on the offline paper run's calibration draws and
+    windows, each run in its own ignored results folder."""
+    from apt.pruning.apt_options import AptOptions
+
+    base, paper = load_config("apt-candidates.yaml"), load_config("offline-paper.yaml")
+    high = yaml.safe_load((ROOT / "config" / "apt-candidates-high.yaml").read_text())
+    assert base["calibration"]["dataset"] == paper["calibration"]["dataset"]
+    assert base["calibration"]["nsamples"] == paper["calibration"]["nsamples"]
+    assert base["eval"]["ppl"] == paper["eval"]["ppl"]
+    for cfg, family in ((base, "nm"), ({**base, **high}, "high")):
+        by = paper["calibration"]["seeds_by_pattern"]
+        spell = {0.7: "70%"}
+        assert all(by[spell.get(p, p)] == cfg["calibration"]["seeds"] for p in cfg["patterns"])
+        words = cfg["method_args"]["apt"].split()
+        assert words[::2] == ["--option"] * (len(words) // 2)
+        given = {k: yaml.safe_load(v) for k, v in (w.split("=") for w in words[1::2])}
+        cand, default = AptOptions.PATTERN_CANDIDATES[family], AptOptions.PATTERN_DEFAULTS[family]
+        assert given == {k: v for k, v in cand.items() if v != default[k]}
+    res = snakemake(tmp_path, "-n", "--cores", "2", "-p",
+                    configfile=ROOT / "config" / "apt-candidates.yaml")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert job_counts(out)["prune"] == 2 * 3
+    assert out.count("--option admm_ramp=2 --option admm_rho=1.25") >= 6
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "h"), "--nolock", "-n",
+           "-p", "--cores", "2", "--configfile", str(ROOT / "config" / "apt-candidates.yaml"),
+           str(ROOT / "config" / "apt-candidates-high.yaml")]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert job_counts(out)["prune"] == 3
+    assert "--sparsity 0.7" in out and "--option admm_ramp=2 --out" in out
+    for name in (base["results"], high["results"]):
+        probe = ROOT / name / "metrics" / "x.json"
+        ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", str(probe)])
+        assert ignored.returncode == 0, f"{probe} is not ignored by git"
