@@ -49,9 +49,11 @@ publish:
 	mkdir -p $(TO)
 	cp -r $(FROM)/tables $(FROM)/plots $(FROM)/metrics.json $(TO)/
 	rm -f $(TO)/plots/.snakemake_timestamp
-	for d in $(JOBS); do \
-	  run=$${d%%/metrics*}; run=$${run##*/}; dest="$(TO)/jobs/$$run$${d#*/metrics}"; \
-	  mkdir -p "$$dest" && (cd "$$d" && find . -name '*.json' -exec cp --parents {} "$(abspath $(TO))/jobs/$$run$${d#*/metrics}/" \;) || exit 1; \
+	@test -n "$(strip $(JOBS))" || echo "warning: no JOBS (no $(FROM)/metrics): $(TO)/jobs left empty"
+	@for d in $(JOBS); do \
+	  case "$$d" in */metrics|*/metrics/*) ;; *) echo "JOBS: $$d is not a <run>/metrics[/...] folder"; exit 1;; esac; \
+	  run=$$(basename "$${d%/metrics*}"); dest="$(abspath $(TO))/jobs/$$run$${d##*/metrics}"; \
+	  mkdir -p "$$dest" && (cd "$$d" && find . -name '*.json' -exec cp --parents -t "$$dest" {} +) || exit 1; \
 	done
 
 # The paper-style table on both offline models (config/offline-paper.yaml; several hours on a

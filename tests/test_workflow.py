@@ -366,9 +366,12 @@ def test_apt_candidates_configs_prune_with_the_candidates_beside_the_offline_pap
 
     base, paper = load_config("apt-candidates.yaml"), load_config("offline-paper.yaml")
     high = yaml.safe_load((ROOT / "config" / "apt-candidates-high.yaml").read_text())
-    assert base["calibration"]["dataset"] == paper["calibration"]["dataset"]
-    assert base["calibration"]["nsamples"] == paper["calibration"]["nsamples"]
+    for key in ("dataset", "nsamples", "seqlen"):
+        assert base["calibration"][key] == paper["calibration"][key]
     assert base["eval"]["ppl"] == paper["eval"]["ppl"]
+    assert all(base["models"][m] == paper["models"][m] for m in base["models"])
+    # variant names carry no options: sharing the paper run's folder would overwrite its APT jobs
+    assert len({base["results"], high["results"], paper["results"]}) == 3
     for cfg, family in ((base, "nm"), ({**base, **high}, "high")):
         by = paper["calibration"]["seeds_by_pattern"]
         spell = {0.7: "70%"}

@@ -3,7 +3,7 @@
 Unstructured sparsities are joined by a line per method, starting from the dense model at 0 %;
 N:M patterns are drawn at their implied sparsity as separate, labelled markers. A method under
 OWL's allocation is its own, dashed line in its method's colour, one pruned with method options a
-dotted one. Error bars, where the metrics
+dotted one (dash-dotted under OWL). Error bars, where the metrics
 carry standard errors: one standard error over the windows (perplexity) and the standard error of
 the mean over tasks (accuracy).
 """
@@ -57,7 +57,8 @@ def _draw(ax, series, logy: bool, dense: float | None = None) -> None:
     for v in sorted(series, key=variant_key):
         color = colors[methods.index(v.method) % len(colors)]
         label = method_label(v)
-        style = ":" if v.options else "-" if v.allocation == "uniform" else "--"
+        style = {(False, False): "-", (True, False): "--", (False, True): ":",
+                 (True, True): "-."}[(v.allocation != "uniform", bool(v.options))]
         for key, pts in sorted(series[v].items()):
             pts = sorted(pts)
             xs = [100 * x for x, _, _ in pts]
