@@ -308,8 +308,8 @@ def test_default_apt_has_a_lower_layer_error_than_sparsegpt(shape, pattern, spar
 
 
 @pytest.mark.parametrize("pattern,sparsity,ramp,rho", [
-    ("2:4", None, 8, 1.5), ("4:8", None, 8, 1.5), ("unstructured", 0.7, 8, 1.5),
-    ("unstructured", 0.8, 8, 1.5), ("unstructured", 0.5, 8, 1.5), ("unstructured", 0.6, 8, 1.5)])
+    ("2:4", None, 2, 1.25), ("4:8", None, 2, 1.25), ("unstructured", 0.7, 2, 1.5),
+    ("unstructured", 0.8, 2, 1.5), ("unstructured", 0.5, 8, 1.5), ("unstructured", 0.6, 8, 1.5)])
 def test_admm_ramp_and_rho_default_per_pattern_family(pattern, sparsity, ramp, rho):
     """Left unset, the ramp and rho follow the pattern (AptOptions.PATTERN_DEFAULTS), the
     result records what ran, a value given is kept, and the ramp never exceeds the steps."""
@@ -325,11 +325,12 @@ def test_admm_ramp_and_rho_default_per_pattern_family(pattern, sparsity, ramp, r
 @pytest.mark.parametrize("shape", [(128, 128), (256, 96), (64, 256)])
 @pytest.mark.parametrize("pattern,sparsity", [("unstructured", 0.75), ("unstructured", 0.8),
                                               ("2:4", None), ("4:8", None)])
-def test_pattern_candidates_beat_the_default_ramp_and_rho(shape, pattern, sparsity):
-    """The candidate ramp and rho (AptOptions.PATTERN_CANDIDATES) at N:M and high unstructured
-    sparsity: a lower in-sample layer error than the default (ramp 8, rho 1.5)."""
+def test_pattern_defaults_beat_the_previous_ramp_and_rho(shape, pattern, sparsity):
+    """The per-pattern ramp and rho at N:M and high unstructured sparsity: a lower in-sample
+    layer error than the previous setting of every pattern (AptOptions.PREVIOUS_DEFAULTS)."""
     W, H = realistic_problem(*shape, seed=sum(shape))
-    family = "nm" if pattern != "unstructured" else "high"
-    new = prune_matrix(W, H, "apt", sparsity, pattern, **AptOptions.PATTERN_CANDIDATES[family])
-    old = prune_matrix(W, H, "apt", sparsity, pattern)
+    new = prune_matrix(W, H, "apt", sparsity, pattern)
+    old = prune_matrix(W, H, "apt", sparsity, pattern, **AptOptions.PREVIOUS_DEFAULTS)
+    assert (new.info["admm_ramp"], new.info["admm_rho"]) != (old.info["admm_ramp"],
+                                                             old.info["admm_rho"])
     assert err(W, new.weight, H) < err(W, old.weight, H)

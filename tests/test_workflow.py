@@ -358,14 +358,14 @@ def test_save_format_is_checked_by_the_schema(tmp_path):
     assert res.returncode != 0 and "save_format" in res.stdout + res.stderr
 
 
-def test_apt_candidates_configs_prune_with_the_candidates_beside_the_offline_paper_draws(tmp_path):
-    """config/apt-candidates.yaml (N:M) and its overlay for 70 %: APT alone, with the candidate
-    options of AptOptions.PATTERN_CANDIDATES, on the offline paper run's calibration draws and
-    windows, each run in its own ignored results folder."""
+def test_apt_previous_configs_prune_with_the_previous_setting_beside_the_offline_paper_draws(tmp_path):
+    """config/apt-previous.yaml (N:M) and its overlay for 70 %: APT alone, with the options that
+    restore AptOptions.PREVIOUS_DEFAULTS where today's per-pattern default differs, on the
+    offline paper run's calibration draws and windows, each run in its own ignored folder."""
     from apt.pruning.apt_options import AptOptions
 
-    base, paper = load_config("apt-candidates.yaml"), load_config("offline-paper.yaml")
-    high = yaml.safe_load((ROOT / "config" / "apt-candidates-high.yaml").read_text())
+    base, paper = load_config("apt-previous.yaml"), load_config("offline-paper.yaml")
+    high = yaml.safe_load((ROOT / "config" / "apt-previous-high.yaml").read_text())
     for key in ("dataset", "nsamples", "seqlen"):
         assert base["calibration"][key] == paper["calibration"][key]
     assert base["eval"]["ppl"] == paper["eval"]["ppl"]
@@ -379,22 +379,22 @@ def test_apt_candidates_configs_prune_with_the_candidates_beside_the_offline_pap
         words = cfg["method_args"]["apt"].split()
         assert words[::2] == ["--option"] * (len(words) // 2)
         given = {k: yaml.safe_load(v) for k, v in (w.split("=") for w in words[1::2])}
-        cand, default = AptOptions.PATTERN_CANDIDATES[family], AptOptions.PATTERN_DEFAULTS[family]
-        assert given == {k: v for k, v in cand.items() if v != default[k]}
+        previous, default = AptOptions.PREVIOUS_DEFAULTS, AptOptions.PATTERN_DEFAULTS[family]
+        assert given and given == {k: v for k, v in previous.items() if v != default[k]}
     res = snakemake(tmp_path, "-n", "--cores", "2", "-p",
-                    configfile=ROOT / "config" / "apt-candidates.yaml")
+                    configfile=ROOT / "config" / "apt-previous.yaml")
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     assert job_counts(out)["prune"] == 2 * 3
-    assert out.count("--option admm_ramp=2 --option admm_rho=1.25") >= 6
+    assert out.count("--option admm_ramp=8 --option admm_rho=1.5") >= 6
     cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "h"), "--nolock", "-n",
-           "-p", "--cores", "2", "--configfile", str(ROOT / "config" / "apt-candidates.yaml"),
-           str(ROOT / "config" / "apt-candidates-high.yaml")]
+           "-p", "--cores", "2", "--configfile", str(ROOT / "config" / "apt-previous.yaml"),
+           str(ROOT / "config" / "apt-previous-high.yaml")]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     assert job_counts(out)["prune"] == 3
-    assert "--sparsity 0.7" in out and "--option admm_ramp=2 --out" in out
+    assert "--sparsity 0.7" in out and "--option admm_ramp=8 --out" in out
     for name in (base["results"], high["results"]):
         probe = ROOT / name / "metrics" / "x.json"
         ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", str(probe)])

@@ -72,19 +72,16 @@ class AptOptions:
     }
 
     #: what ``admm_ramp`` / ``admm_rho`` become when left at None, per pattern family: N:M,
-    #: unstructured from ``HIGH_SPARSITY`` up, and below it (:meth:`for_pattern`). One setting
-    #: for all of them for now; the candidates that measured better on held-out layers (N:M:
-    #: ramp 2, rho 1.25; from 70 %: ramp 2) are in :data:`PATTERN_CANDIDATES`, to become the
-    #: defaults once confirmed end to end over three calibration draws (docs/decisions.md)
+    #: unstructured from ``HIGH_SPARSITY`` up, and below it (:meth:`for_pattern`). The N:M and
+    #: high-sparsity settings won on held-out layers and then end to end over three calibration
+    #: draws against the one every family had before (docs/decisions.md)
     PATTERN_DEFAULTS: typing.ClassVar[dict] = {
-        "nm": {"admm_ramp": 8, "admm_rho": 1.5},
-        "high": {"admm_ramp": 8, "admm_rho": 1.5},
-        "low": {"admm_ramp": 8, "admm_rho": 1.5},
-    }
-    PATTERN_CANDIDATES: typing.ClassVar[dict] = {
         "nm": {"admm_ramp": 2, "admm_rho": 1.25},
         "high": {"admm_ramp": 2, "admm_rho": 1.5},
+        "low": {"admm_ramp": 8, "admm_rho": 1.5},
     }
+    #: the setting of every family before (config/apt-previous.yaml reruns it beside today's)
+    PREVIOUS_DEFAULTS: typing.ClassVar[dict] = {"admm_ramp": 8, "admm_rho": 1.5}
     HIGH_SPARSITY: typing.ClassVar[float] = 0.7
 
     def __post_init__(self):
