@@ -373,9 +373,8 @@ def test_apt_previous_configs_prune_with_the_previous_setting_beside_the_offline
     # variant names carry no options: sharing the paper run's folder would overwrite its APT jobs
     assert len({base["results"], high["results"], paper["results"]}) == 3
     for cfg, family in ((base, "nm"), ({**base, **high}, "high")):
-        by = paper["calibration"]["seeds_by_pattern"]
-        spell = {0.7: "70%"}
-        assert all(by[spell.get(p, p)] == cfg["calibration"]["seeds"] for p in cfg["patterns"])
+        paper_seeds = _pattern_seeds({**paper, "patterns": cfg["patterns"]})
+        assert all(s == cfg["calibration"]["seeds"] for s in paper_seeds.values())
         words = cfg["method_args"]["apt"].split()
         assert words[::2] == ["--option"] * (len(words) // 2)
         given = {k: yaml.safe_load(v) for k, v in (w.split("=") for w in words[1::2])}
@@ -387,10 +386,9 @@ def test_apt_previous_configs_prune_with_the_previous_setting_beside_the_offline
     assert res.returncode == 0, out[-3000:]
     assert job_counts(out)["prune"] == 2 * 3
     assert out.count("--option admm_ramp=8 --option admm_rho=1.5") >= 6
-    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "h"), "--nolock", "-n",
-           "-p", "--cores", "2", "--configfile", str(ROOT / "config" / "apt-previous.yaml"),
-           str(ROOT / "config" / "apt-previous-high.yaml")]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
+    res = snakemake(tmp_path / "h", "-n", "--cores", "2", "-p",
+                    configfile=[ROOT / "config" / "apt-previous.yaml",
+                                ROOT / "config" / "apt-previous-high.yaml"])
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     assert job_counts(out)["prune"] == 3

@@ -23,11 +23,13 @@ def env() -> dict[str, str]:
     return e
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None,
+def snakemake(workdir: Path, *args: str, configfile: Path | list[Path] | None = None,
               snakefile: Path = SNAKEFILE, timeout: int = 600) -> subprocess.CompletedProcess:
+    """One Snakemake call; a list of config files is overlaid in order (``--configfile A B``)."""
     cmd = [SNAKEMAKE, "-s", str(snakefile), "-d", str(workdir), "--nolock"]
     if configfile is not None:
-        cmd += ["--configfile", str(configfile)]
+        files = configfile if isinstance(configfile, list) else [configfile]
+        cmd += ["--configfile", *map(str, files)]
     return subprocess.run(cmd + list(args), capture_output=True, text=True, env=env(),
                           timeout=timeout)
 

@@ -6,7 +6,8 @@ calibration seed (SparseGPT and APT pruned from the same draw, against the one d
 then summarized over the seeds. A model pruned under OWL's allocation is compared with the
 baseline under the same allocation and, where there is one, with the uniform baseline too (the
 reference the allocation has to beat: SparseGPT may do worse under OWL than without). Where the
-perplexity files list their windows, each seed's closure has a bootstrap standard error over the windows (:func:`apt.report.uncertainty.closure_se`).
+perplexity files list their windows, each seed's closure has a bootstrap standard error over the
+windows (:func:`apt.report.uncertainty.closure_se`).
 """
 
 from __future__ import annotations

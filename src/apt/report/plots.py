@@ -3,9 +3,9 @@
 Unstructured sparsities are joined by a line per method, starting from the dense model at 0 %;
 N:M patterns are drawn at their implied sparsity as separate, labelled markers. A method under
 OWL's allocation is its own, dashed line in its method's colour, one pruned with method options a
-dotted one (dash-dotted under OWL). Error bars, where the metrics
-carry standard errors: one standard error over the windows (perplexity) and the standard error of
-the mean over tasks (accuracy).
+dotted one (dash-dotted under OWL). Error bars, where the metrics carry standard errors: one
+standard error over the windows (perplexity) and the standard error of the mean over tasks
+(accuracy).
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ it (``prune.json`` in the same folder, as the workflow lays out results) or the
 ``prune_report.json`` inside the evaluated checkpoint. An evaluation with neither is of the dense
 model. Method, pattern, sparsity, allocation (uniform, or OWL's per-block sparsities) and the
 method options given to ``apt prune --option`` always come from the prune report, never from a
-path: a method pruned with options is a variant of its own. Uncertainty: a perplexity file's ``window_nll``
-becomes per-window mean NLLs and the standard error of the log-perplexity, a zero-shot file's
-``acc_stderr`` the tasks' standard errors (:mod:`apt.report.uncertainty`); older files without
-them give records without.
+path: a method pruned with options is a variant of its own. Uncertainty: a perplexity file's
+``window_nll`` becomes per-window mean NLLs and the standard error of the log-perplexity, a
+zero-shot file's ``acc_stderr`` the tasks' standard errors (:mod:`apt.report.uncertainty`); older
+files without them give records without.
 """
 
 from __future__ import annotations
