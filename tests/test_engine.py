@@ -292,3 +292,102 @@ def test_gemma3_head_applies_the_final_soft_capping(tiny_model_dir):
         full = model(ids).logits
     assert full.abs().max() <= 0.5
     torch.testing.assert_close(sequential_logits(model, adapter, ids), full, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_target_statistics_pair_each_pruned_input_with_the_dense_one(tiny_model_dir):
+    """accumulate_dense_target: the Hessian of the pruned block's inputs and their cross product
+    with the dense copy's inputs of the same tokens, equal to the products of the captured
+    inputs; on identical blocks and hidden states the cross product is the Hessian itself."""
+    import copy
+
+    from apt.engine.hooks import accumulate_dense_target, stats_forward
+
+    model, _, adapter = _load(tiny_model_dir("llama"))
+    block = adapter.blocks(model)[0]
+    dense = copy.deepcopy(block)
+    with torch.no_grad():
+        block.mlp.up_proj.weight.mul_(0.5)           # the "pruned" block differs from the dense
+    g = torch.Generator().manual_seed(0)
+    xd = torch.randn(2, 10, model.config.hidden_size, generator=g)
+    xp = xd + 0.1 * torch.randn(xd.shape, generator=g)
+    pos = model.model.rotary_emb(xd, torch.arange(10).unsqueeze(0))
+    seen = {"d": [], "p": []}
+    h1 = dense.mlp.down_proj.register_forward_pre_hook(lambda m, i: seen["d"].append(i[0].clone()))
+    h2 = block.mlp.down_proj.register_forward_pre_hook(lambda m, i: seen["p"].append(i[0].clone()))
+    names = adapter.prunable_names()
+    with torch.no_grad(), accumulate_dense_target(adapter, dense, block, names, "cpu") as accs:
+        for j in range(2):
+            stats_forward(dense, xd[j:j + 1], position_embeddings=pos, attention_mask=None)
+            stats_forward(block, xp[j:j + 1], position_embeddings=pos, attention_mask=None)
+    h1.remove()
+    h2.remove()
+    assert accs["self_attn.k_proj"] is accs["self_attn.q_proj"]
+    d = torch.cat(seen["d"]).reshape(-1, seen["d"][0].shape[-1])
+    p = torch.cat(seen["p"]).reshape(-1, d.shape[-1])
+    acc = accs["mlp.down_proj"]
+    torch.testing.assert_close(acc.hessian, 2 * p.t() @ p / 20, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(acc.cross, 2 * d.t() @ p / 20, rtol=1e-5, atol=1e-5)
+    assert (acc.cross - acc.hessian).norm() > 0.1 * acc.hessian.norm()
+    with torch.no_grad(), accumulate_dense_target(adapter, dense, dense, names, "cpu") as same:
+        for j in range(2):
+            stats_forward(dense, xd[j:j + 1], position_embeddings=pos, attention_mask=None)
+            stats_forward(dense, xd[j:j + 1], position_embeddings=pos, attention_mask=None)
+    for name in names:
+        assert torch.equal(same[name].cross, same[name].hessian)
+
+
+@pytest.mark.parametrize("method", ["sparsegpt", "apt"])
+def test_dense_reconstruction_keeps_the_pattern_and_resumes_identically(tiny_model_dir, method,
+                                                                          tmp_path):
+    """reconstruct="dense": exact 2:4 on every prunable layer, a different result from "layer"
+    past block 0, and a run killed after block 0 resumes (with the dense model's hidden states
+    from the work folder) to bit-identical weights."""
+    path = tiny_model_dir("llama")
+    ids = _ids()
+    settings = PruneSettings(method=method, sparsity=None, pattern="2:4", reconstruct="dense")
+    model, _, adapter = _load(path)
+    report, _ = prune_model(model, adapter, ids, settings, progress=False)
+    reference = model.state_dict()
+    for name, module in _prunable_names(model, adapter).items():
+        w = adapter.get_weight(module)
+        assert ((w.reshape(w.shape[0], -1, 4) == 0).sum(-1) == 2).all(), name
+    assert report["settings"]["reconstruct"] == "dense"
+    model, _, adapter = _load(path)
+    prune_model(model, adapter, ids, PruneSettings(method=method, sparsity=None, pattern="2:4",
+                                                   reconstruct="layer"), progress=False)
+    layer = model.state_dict()
+    last = [k for k in reference if ".layers.1." in k and k.endswith("proj.weight")]
+    assert any(not torch.equal(reference[k], layer[k]) for k in last)
+
+    def kill_after_block_0(i):
+        if i == 0:
+            raise _Killed
+
+    model, _, adapter = _load(path)
+    work = WorkDir(tmp_path / "work", "fp-dense")
+    with pytest.raises(_Killed):
+        prune_model(model, adapter, ids, settings, work_dir=work, on_block_end=kill_after_block_0,
+                    progress=False)
+    model, _, adapter = _load(path)
+    report, _ = prune_model(model, adapter, ids, settings, work_dir=WorkDir(work.path, "fp-dense"),
+                            progress=False)
+    assert report["resumed_after_blocks"] == 1
+    resumed = model.state_dict()
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+
+def test_dense_reconstruction_is_refused_without_a_hessian():
+    from apt.engine.sequential import reconstruct_mode
+
+    with pytest.raises(ValueError, match="Hessian"):
+        reconstruct_mode(PruneSettings(method="wanda", sparsity=0.5, reconstruct="dense"))
+    with pytest.raises(ValueError, match="layer, dense"):
+        reconstruct_mode(PruneSettings(method="apt", sparsity=0.5, reconstruct="global"))
+    assert reconstruct_mode(PruneSettings(method="sparsegpt", sparsity=0.5)) == "layer"
+    # the dense target corrects the inputs a layer will get: its groups are pruned in order
+    dense = PruneSettings(method="sparsegpt", sparsity=0.5, reconstruct="dense")
+    assert dense.resolved().true_sequential is True
+    assert PruneSettings(method="sparsegpt", sparsity=0.5).resolved().true_sequential is False
+    with pytest.raises(ValueError, match="true_sequential=False is refused"):
+        PruneSettings(method="sparsegpt", sparsity=0.5, reconstruct="dense",
+                      true_sequential=False).resolved()

@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,36 @@ def test_code_digest_ignores_comments_and_docstrings_only():
     assert _code_digest(base) == _code_digest(same)
     assert _code_digest(base) != _code_digest(changed)
     assert _code_digest(b"def (:") == b"def (:"      # not Python: the bytes themselves
+
+
+def test_method_code_version_follows_only_the_code_the_method_runs(tmp_path):
+    """An edit of Wanda's module changes Wanda's version and no other method's; an edit of a
+    module every solver imports (masks) changes all; a comment changes none."""
+    import shutil
+
+    import apt
+    from apt.provenance import method_code_version, pruning_modules_for
+
+    root = shutil.copytree(Path(apt.__file__).parent, tmp_path / "apt")
+    methods = ("magnitude", "wanda", "sparsegpt", "apt")
+
+    def versions():
+        return {m: method_code_version(m, "engine", root=root) for m in methods}
+
+    before = versions()
+    assert len(set(before.values())) == 4
+    assert "admm" in pruning_modules_for("apt", "engine", root=root)
+    assert "admm" not in pruning_modules_for("sparsegpt", "engine", root=root)
+    wanda = root / "pruning" / "wanda.py"
+    wanda.write_text(wanda.read_text() + "\n# a comment\n")
+    assert versions() == before
+    wanda.write_text(wanda.read_text() + "\nEXTRA = 1\n")
+    after = versions()
+    assert after["wanda"] != before["wanda"]
+    assert {m: after[m] for m in methods if m != "wanda"} == {
+        m: before[m] for m in methods if m != "wanda"}
+    masks = root / "pruning" / "masks.py"
+    masks.write_text(masks.read_text() + "\nEXTRA = 1\n")
+    assert all(versions()[m] != after[m] for m in methods)
+    with pytest.raises(ValueError, match="unknown method"):
+        method_code_version("nosuch", root=root)

@@ -136,6 +136,9 @@ def _short_calib(tmp_path, rows=2, cols=24, high=300):
     ("tooshort", "tiny.txt"),
     ("architecture", "unsupported architecture"),
     ("checkpoint", "--checkpoint-every must be a positive integer"),
+    ("reconstruct", "refits the kept weights from the layer's Hessian (sparsegpt, apt)"),
+    ("ridge", "--reconstruct-ridge applies to --reconstruct dense only"),
+    ("ridge0", "reconstruct_ridge must be > 0"),
 ])
 def test_bad_input_is_refused_before_pruning(tiny_model_dir, tiny_text_file, tmp_path, capsys,
                                              no_pruning, case, message):
@@ -176,6 +179,14 @@ def test_bad_input_is_refused_before_pruning(tiny_model_dir, tiny_text_file, tmp
         extra = ["--option", "novalue"]
     elif case == "checkpoint":
         extra = ["--checkpoint-every", "0"]
+    elif case == "reconstruct":
+        extra = ["--reconstruct", "dense"]          # with wanda, which keeps its weights
+    elif case == "ridge":
+        extra = ["--reconstruct-ridge", "0.1"]
+        kw["method"] = "sparsegpt"
+    elif case == "ridge0":
+        extra = ["--reconstruct", "dense", "--reconstruct-ridge", "0"]
+        kw["method"] = "sparsegpt"
     elif case == "architecture":
         model = shutil.copytree(model, tmp_path / "m")
         cfg = json.loads((model / "config.json").read_text())

@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 from apt.data.assets import ASSETS, STAMP
 from apt.data.sources import OFFLINE_MODEL_ASSETS
-from apt.provenance import code_version
+from apt.provenance import code_version, method_code_version
 from apt.pruning import METHODS as LIBRARY_METHODS, parse_target
 
 
@@ -178,9 +178,12 @@ def apt_command(sub, model_job=False):
 
 
 # Library versions, passed as params of the model jobs, so that Snakemake reruns a job whose
-# code changed (see apt.provenance.code_version).
+# code changed (see apt.provenance.code_version). A prune job's version covers only its own
+# method's solver modules beside the shared code: an edit of APT's search reruns APT's jobs,
+# not SparseGPT's (apt.provenance.method_code_version).
 SHARED_CODE = ("models", "data", "provenance.py", "io.py")
-PRUNE_CODE = code_version("pruning", "engine", "commands/prune.py", *SHARED_CODE)
+PRUNE_CODE = {m: method_code_version(m, "engine", "commands/prune.py", *SHARED_CODE)
+              for m in LIBRARY_METHODS}
 EVAL_CODE = code_version("eval", "commands/eval.py", *SHARED_CODE)
 # On SLURM (profiles/slurm) GPU jobs go to the profile's gpu_partition; a CPU config sends
 # every job to the default partition.

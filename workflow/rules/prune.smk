@@ -22,7 +22,7 @@ rule prune:
         seqlen=lambda w: calib_seqlen(w.model),
         dtype=lambda w: dtype_flag(w.model),
         extra=lambda w: config["method_args"].get(w.method, ""),
-        code=PRUNE_CODE,   # library version: a code change reruns the job (common.smk)
+        code=lambda w: PRUNE_CODE[w.method],   # its method's code version (common.smk)
     threads: THREADS
     resources:
         **GPU_RESOURCES,

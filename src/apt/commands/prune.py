@@ -64,6 +64,15 @@ def add_arguments(parser):
                    help="method option passed to the solver (repeatable; value parsed as YAML); "
                         "APT's are the fields of apt.pruning.apt_options.AptOptions (search, "
                         "admm_iters, admm_rho, refit, ...), each described there")
+    s.add_argument("--reconstruct", default=None, choices=("layer", "dense"),
+                   help="what each layer's pruned weights reproduce: 'layer', its own dense "
+                        "outputs on the pruned model's inputs (SparseGPT's objective), or "
+                        "'dense', the dense model's outputs, which also corrects the error of "
+                        "the blocks before (Hessian methods only; default: the method's own, "
+                        "apt dense, sparsegpt layer)")
+    s.add_argument("--reconstruct-ridge", type=float, default=None, metavar="R",
+                   help="with --reconstruct dense: ridge that keeps the target near the dense "
+                        "weights, a multiple of each input's H[j, j] (default 0.01)")
     s.add_argument("--true-sequential", action="store_true",
                    help="prune the groups of a block one after another (q/k/v, o, mlp in, mlp out)")
     r = parser.add_argument_group("run")
@@ -184,10 +193,22 @@ def settings_from_args(args):
     pat, frac = check_solver(args.method, args.sparsity, args.pattern, args.blocksize,
                              args.percdamp, options)
     allocation, owl = allocation_from_args(args, pat.structured, frac)
-    return PruneSettings(method=args.method, sparsity=frac, pattern=str(pat),
-                         blocksize=args.blocksize, percdamp=args.percdamp, seed=args.seed,
-                         true_sequential=bool(args.true_sequential), options=options,
-                         allocation=allocation, owl=owl)
+    extra = {}
+    if getattr(args, "reconstruct_ridge", None) is not None:
+        extra["reconstruct_ridge"] = args.reconstruct_ridge
+    settings = PruneSettings(method=args.method, sparsity=frac, pattern=str(pat),
+                             blocksize=args.blocksize, percdamp=args.percdamp, seed=args.seed,
+                             true_sequential=True if args.true_sequential else None,
+                             options=options,
+                             allocation=allocation, owl=owl,
+                             reconstruct=getattr(args, "reconstruct", None), **extra)
+    try:
+        mode = settings.resolved().reconstruct
+    except ValueError as exc:
+        raise AptError(f"--reconstruct: {exc}") from None
+    if "reconstruct_ridge" in extra and mode != "dense":
+        raise AptError("--reconstruct-ridge applies to --reconstruct dense only")
+    return settings
 
 
 def calibration(args, tokenizer, vocab: int, calib_ids=None, calib_settings=None):

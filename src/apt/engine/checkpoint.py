@@ -69,15 +69,20 @@ class WorkDir:
         return 0
 
     def save_block(self, index: int, block: torch.nn.Module, hidden: list[torch.Tensor],
-                   records: list[dict], last: bool = False) -> None:
+                   records: list[dict], last: bool = False,
+                   dense: list[torch.Tensor] | None = None) -> None:
         """Save block ``index``'s parameters; at a checkpoint (every ``every`` blocks, and the
-        last) also the hidden states and the state that make a rerun resume after it."""
+        last) also the hidden states (and ``dense``, the dense model's, where they travel
+        beside) and the state that make a rerun resume after it."""
         tensors = {k: v.detach().cpu().contiguous() for k, v in block.state_dict().items()}
         write_bytes_atomic(self.path / f"block_{index:04d}.safetensors", save(tensors))
         if not (last or (index + 1) % self.every == 0):
             return
         buf = io.BytesIO()
-        torch.save({"hidden": [h.cpu() for h in hidden], "records": records}, buf)
+        data = {"hidden": [h.cpu() for h in hidden], "records": records}
+        if dense is not None:
+            data["dense"] = [h.cpu() for h in dense]
+        torch.save(data, buf)
         new = self._hidden_path(index + 1)
         write_bytes_atomic(new, buf.getvalue())
         write_json_atomic(self.path / "state.json", {"fingerprint": self.fp, "done": index + 1})
@@ -92,9 +97,11 @@ class WorkDir:
         state = load_file(self.path / f"block_{index:04d}.safetensors")
         block.load_state_dict(state, strict=True)
 
-    def load_hidden(self, done: int) -> tuple[list[torch.Tensor], list[dict]]:
+    def load_hidden(self, done: int) -> tuple[list[torch.Tensor], list[dict],
+                                              list[torch.Tensor] | None]:
+        """Hidden states, per-module records and the dense model's hidden states (or None)."""
         data = torch.load(self._hidden_path(done), weights_only=True)
-        return data["hidden"], data["records"]
+        return data["hidden"], data["records"], data.get("dense")
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -12,13 +12,14 @@ decided by tensor identity in the first forward and checked in every later one.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from apt.models.base import Adapter
 from apt.pruning import HessianAccumulator
+from apt.pruning.stats import CrossAccumulator
 
 
 class StopBlock(Exception):
@@ -53,19 +54,14 @@ class _Sharing:
 
 
 @contextlib.contextmanager
-def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
-                      device: torch.device, make=HessianAccumulator, stop: bool = True
-                      ) -> Iterator[dict[str, HessianAccumulator]]:
-    """While inside, every forward of ``block`` adds the inputs of ``names`` to accumulators.
-
-    The yielded dict maps each name to its accumulator (several names may map to one object).
-    ``make(n, device)``: the accumulator of a layer of ``n`` inputs (default the Hessian's;
-    :class:`apt.pruning.stats.NormAccumulator` where only the input norms are needed).
-    ``stop=False``: no :class:`StopBlock`, the forwards run to the end (their outputs wanted).
-    """
+def _watch_inputs(adapter: Adapter, block: nn.Module, names: list[str],
+                  on_input: Callable[[str, torch.Tensor], None], stop: bool
+                  ) -> Iterator[dict[str, str]]:
+    """While inside, every forward of ``block`` calls ``on_input(name, x)`` with the input
+    ``x`` of each of ``names``, once per distinct input tensor (under the first name that read
+    it). Yields the alias map, filled on exit: name -> the name its input was given under."""
     modules = adapter.prunable(block)
     taps = adapter.input_taps(block)
-    own: dict[str, HessianAccumulator] = {}
     sharing = _Sharing()
     seen: set[str] = set()
 
@@ -80,26 +76,25 @@ def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
     handles = [block.register_forward_pre_hook(reset)]
     for name in names:
         module = modules[name]
-        own[name] = acc = make(adapter.in_features(module), device=device)
         if name in taps:
             source, fn = taps[name]
 
-            def tap_hook(_m, inputs, output, acc=acc, fn=fn, name=name):
-                acc.add(fn(inputs, output).detach())
+            def tap_hook(_m, inputs, output, fn=fn, name=name):
+                on_input(name, fn(inputs, output).detach())
                 done(name)
 
             handles.append(source.register_forward_hook(tap_hook))
         else:
-            def pre_hook(_m, inputs, acc=acc, name=name):
+            def pre_hook(_m, inputs, name=name):
                 x = inputs[0]
                 if sharing.route(name, x) is None:
-                    acc.add(x.detach())
+                    on_input(name, x.detach())
                 done(name)
 
             handles.append(module.register_forward_pre_hook(pre_hook))
-    shared: dict[str, HessianAccumulator] = {}
+    owner: dict[str, str] = {}
     try:
-        yield shared
+        yield owner
     finally:
         for h in handles:
             h.remove()
@@ -107,4 +102,56 @@ def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
             target = name
             while sharing.alias.get(target):
                 target = sharing.alias[target]
-            shared[name] = own[target]
+            owner[name] = target
+
+
+@contextlib.contextmanager
+def accumulate_inputs(adapter: Adapter, block: nn.Module, names: list[str],
+                      device: torch.device, make=HessianAccumulator, stop: bool = True
+                      ) -> Iterator[dict[str, HessianAccumulator]]:
+    """While inside, every forward of ``block`` adds the inputs of ``names`` to accumulators.
+
+    The yielded dict maps each name to its accumulator (several names may map to one object).
+    ``make(n, device)``: the accumulator of a layer of ``n`` inputs (default the Hessian's;
+    :class:`apt.pruning.stats.NormAccumulator` where only the input norms are needed).
+    ``stop=False``: no :class:`StopBlock`, the forwards run to the end (their outputs wanted).
+    """
+    modules = adapter.prunable(block)
+    own = {name: make(adapter.in_features(modules[name]), device=device) for name in names}
+    shared: dict[str, HessianAccumulator] = {}
+    with _watch_inputs(adapter, block, names, lambda name, x: own[name].add(x), stop) as owner:
+        yield shared
+    shared.update({name: own[owner[name]] for name in names})
+
+
+@contextlib.contextmanager
+def accumulate_dense_target(adapter: Adapter, dense: nn.Module, block: nn.Module,
+                            names: list[str], device: torch.device
+                            ) -> Iterator[dict[str, CrossAccumulator]]:
+    """Statistics for layers that reconstruct the *dense* model's outputs: forward the dense
+    copy ``dense`` on the dense model's hidden states, then ``block`` on the pruned model's,
+    sample by sample (dense first). Each name's accumulator gets the Hessian of the inputs of
+    ``block`` and their cross product with the matching inputs of ``dense``
+    (:class:`apt.pruning.stats.CrossAccumulator`)."""
+    modules = adapter.prunable(block)
+    last: dict[str, torch.Tensor] = {}
+    own = {name: CrossAccumulator(adapter.in_features(modules[name]), device=device)
+           for name in names}
+    shared: dict[str, CrossAccumulator] = {}
+
+    def record(name: str, x: torch.Tensor) -> None:
+        last[name] = x
+
+    def add(name: str, x: torch.Tensor) -> None:
+        if name not in last:
+            raise RuntimeError(f"{name}: no input of the dense block recorded before the pruned "
+                               "block's forward")
+        own[name].add(x, last.pop(name))
+
+    with _watch_inputs(adapter, dense, names, record, True) as dense_owner, \
+            _watch_inputs(adapter, block, names, add, True) as owner:
+        yield shared
+    if dense_owner != owner:
+        raise RuntimeError("the dense and the pruned block share their layers' inputs "
+                           "differently")
+    shared.update({name: own[owner[name]] for name in names})

@@ -17,10 +17,11 @@ dense pass made first (:mod:`apt.engine.owl`), the model's total exactly the tar
 
 from __future__ import annotations
 
+import copy
 import logging
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -28,12 +29,13 @@ from torch import nn
 
 from apt.engine.capture import BlockInputs, capture_block_inputs
 from apt.engine.checkpoint import WorkDir
-from apt.engine.hooks import accumulate_inputs, stats_forward
+from apt.engine.hooks import accumulate_dense_target, accumulate_inputs, stats_forward
 from apt.engine.owl import OwlPlan, block_totals, plan_owl
 from apt.models.base import Adapter
 from apt.pruning import prune_matrix
 from apt.pruning.allocation import OwlOptions, check_allocation, outlier_ratio
 from apt.pruning.metrics import relative_error
+from apt.pruning.stats import dense_target
 from apt.pruning.patterns import parse_pattern
 
 log = logging.getLogger(__name__)
@@ -47,13 +49,24 @@ class PruneSettings:
     blocksize: int = 128
     percdamp: float | None = None      # None: the method's own default
     seed: int = 0
-    true_sequential: bool = False
+    # prune the adapter's groups one after another (None: only where reconstruct is "dense")
+    true_sequential: bool | None = None
     options: dict[str, Any] = field(default_factory=dict)
     allocation: str = "uniform"        # "owl": per-block sparsities (apt.engine.owl)
     owl: OwlOptions | None = None      # OWL's hyperparameters (None: the defaults)
+    # what each layer reconstructs: "layer" its own dense outputs on the pruned model's inputs
+    # (SparseGPT's objective), "dense" the dense model's outputs; None: the method's default
+    reconstruct: str | None = None
+    reconstruct_ridge: float = 0.01    # "dense": ridge of the target, x each input's H[j, j]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def resolved(self) -> "PruneSettings":
+        """A copy with ``reconstruct`` and ``true_sequential`` set to what the run does (the
+        method's default where None), both checked."""
+        return replace(self, reconstruct=reconstruct_mode(self),
+                       true_sequential=group_sequential(self))
 
 
 def peak_memory(device: torch.device) -> dict[str, Any]:
@@ -65,11 +78,14 @@ def peak_memory(device: torch.device) -> dict[str, Any]:
 
 
 def _prune_layer(adapter: Adapter, module: nn.Module, hessian: torch.Tensor,
-                 settings: PruneSettings, tokens: int, sparsity: float | None) -> dict[str, Any]:
+                 settings: PruneSettings, tokens: int, sparsity: float | None,
+                 cross: torch.Tensor | None = None) -> dict[str, Any]:
     weight = adapter.get_weight(module).detach().clone()
     if weight.device.type == "cuda":   # the forwards that built the Hessian may still be queued
         torch.cuda.synchronize(weight.device)
     t0 = time.perf_counter()
+    if cross is not None:
+        weight = dense_target(weight, hessian, cross, settings.reconstruct_ridge)
     res = prune_matrix(weight, hessian, method=settings.method, sparsity=sparsity,
                        pattern=settings.pattern, blocksize=settings.blocksize,
                        percdamp=settings.percdamp, tokens=tokens, **settings.options)
@@ -85,10 +101,51 @@ def _prune_layer(adapter: Adapter, module: nn.Module, hessian: torch.Tensor,
             "info": {k: v for k, v in res.info.items() if isinstance(v, (int, float, str, bool, list))}}
 
 
-def _forward_all(block: nn.Module, inputs: BlockInputs) -> None:
-    """Forwards for statistics only: each may stop once the hooks have what they need."""
+def _forward_all(block: nn.Module, inputs: BlockInputs, dense: nn.Module | None = None,
+                 dense_hidden: list[torch.Tensor] | None = None) -> None:
+    """Forwards for statistics only: each may stop once the hooks have what they need. With
+    ``dense``, each sample goes first through the dense copy on the dense model's hidden state."""
     for j in range(len(inputs.hidden)):
+        if dense is not None:
+            stats_forward(inputs.call, dense, j, dense_hidden[j])
         stats_forward(inputs.call, block, j)
+
+
+def reconstruct_mode(settings: PruneSettings) -> str:
+    """``settings.reconstruct``, or the method's default: its module's ``RECONSTRUCT``, which
+    only the methods that refit the kept weights from the Hessian define (the others keep
+    their weights, so a target other than their own would change what they are)."""
+    from apt.pruning import METHODS
+
+    module = METHODS[settings.method]
+    mode = settings.reconstruct or getattr(module, "RECONSTRUCT", "layer")
+    if mode not in RECONSTRUCT_MODES:
+        raise ValueError(f"reconstruct must be one of {', '.join(RECONSTRUCT_MODES)}; got {mode!r}")
+    if mode == "dense" and not hasattr(module, "RECONSTRUCT"):
+        able = ", ".join(m for m, mod in METHODS.items() if hasattr(mod, "RECONSTRUCT"))
+        raise ValueError(f"reconstruct 'dense' needs a method that refits the kept weights from "
+                         f"the layer's Hessian ({able}); {settings.method} does not")
+    if not settings.reconstruct_ridge > 0:
+        raise ValueError(f"reconstruct_ridge must be > 0; got {settings.reconstruct_ridge!r}")
+    return mode
+
+
+RECONSTRUCT_MODES = ("layer", "dense")
+
+
+def group_sequential(settings: PruneSettings) -> bool:
+    """Whether a block's groups are pruned one after another: ``settings.true_sequential``,
+    or where None, whenever each layer reconstructs the dense model's outputs. There it is
+    required: a target that corrects the error of the inputs a layer is given must be built
+    from the inputs it will get, those of the groups before it *pruned*; from one forward of
+    the dense block, a later group would correct again what an earlier one already did."""
+    dense = reconstruct_mode(settings) == "dense"
+    if settings.true_sequential is None:
+        return dense
+    if dense and not settings.true_sequential:
+        raise ValueError("reconstruct 'dense' prunes a block's groups one after another "
+                         "(true_sequential); true_sequential=False is refused with it")
+    return bool(settings.true_sequential)
 
 
 @torch.no_grad()
@@ -114,12 +171,17 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
     t_capture = time.perf_counter() - t_start
     plan = None
     if settings is not None:
+        settings = settings.resolved()
         check_allocation(settings.allocation, parse_pattern(settings.pattern).structured)
     if settings is not None and settings.allocation == "owl":
         # on the dense model, so before any pruned block is loaded back
         plan = plan_owl(model, adapter, inputs, device, settings.method, settings.sparsity,
                         settings.owl or OwlOptions())
     records: list[dict[str, Any]] = []
+    # "dense": the dense model's hidden states travel beside the pruned model's
+    dense_hidden = None
+    if settings is not None and settings.reconstruct == "dense":
+        dense_hidden = list(inputs.hidden)
     start = 0
     if work_dir is not None:
         start = work_dir.start()
@@ -127,8 +189,10 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
             log.info("resuming after block %d of %d from %s", start - 1, len(blocks), work_dir.path)
             for i in range(start):
                 work_dir.load_block(i, blocks[i])
-            hidden, records = work_dir.load_hidden(start)
+            hidden, records, dense = work_dir.load_hidden(start)
             inputs.hidden = [h.to(device) for h in hidden]
+            if dense_hidden is not None:
+                dense_hidden = [h.to(device) for h in dense]
     bar = tqdm(range(start, len(blocks)), desc="blocks", disable=not progress, initial=start,
                total=len(blocks))
     for i in bar:
@@ -141,9 +205,15 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
             groups = (adapter.groups if settings.true_sequential
                       else (tuple(adapter.prunable_names()),))
             modules = adapter.prunable(block)
+            dense_block = copy.deepcopy(block) if dense_hidden is not None else None
             for group in groups:
-                with accumulate_inputs(adapter, block, list(group), device) as accs:
-                    _forward_all(block, inputs)
+                if dense_block is None:
+                    with accumulate_inputs(adapter, block, list(group), device) as accs:
+                        _forward_all(block, inputs)
+                else:
+                    with accumulate_dense_target(adapter, dense_block, block, list(group),
+                                                 device) as accs:
+                        _forward_all(block, inputs, dense_block, dense_hidden)
                 extra = {}
                 if plan is not None and len(groups) == 1:
                     # the dense block's ratio on the inputs the pruned model gives it (report)
@@ -157,10 +227,15 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
                     sparsity = (settings.sparsity if plan is None
                                 else plan.layer_sparsity[(i, name)])
                     rec = _prune_layer(adapter, modules[name], hessian, settings,
-                                       accs[name].ntokens, sparsity)
+                                       accs[name].ntokens, sparsity,
+                                       getattr(accs[name], "cross", None))
                     records.append({"name": f"{adapter.blocks_path}.{i}.{name}", "block": i,
                                     **rec, **extra})
                 del accs
+            if dense_block is not None:
+                dense_hidden = [inputs.call(dense_block, j, dense_hidden[j])
+                                for j in range(len(dense_hidden))]
+                del dense_block
         inputs.hidden = [inputs.call(block, j) for j in range(len(inputs.hidden))]
         block.to(home)
         if settings is not None:
@@ -172,7 +247,8 @@ def prune_model(model: nn.Module, adapter: Adapter, samples: torch.Tensor,
                     log.info("block %d/%d pruned: mean relative layer error %.4g (%.1f s so far)",
                              i + 1, len(blocks), mean_err, time.perf_counter() - t_start)
         if work_dir is not None:
-            work_dir.save_block(i, block, inputs.hidden, records, last=i == len(blocks) - 1)
+            work_dir.save_block(i, block, inputs.hidden, records, last=i == len(blocks) - 1,
+                                dense=dense_hidden)
         if on_block_end is not None:
             on_block_end(i)
     bar.close()

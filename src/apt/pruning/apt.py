@@ -29,6 +29,8 @@ from apt.pruning.mrp import refit_cg, refit_exact
 from apt.pruning.patterns import Pattern
 
 NEEDS_HESSIAN = True
+#: what each layer reconstructs by default in a sequential run (apt.engine.sequential)
+RECONSTRUCT = "layer"
 #: the damping where the calibration size is unknown, and its upper bound
 DEFAULT_PERCDAMP = 0.2
 DAMP_PER_INPUT_TOKEN = 3.0

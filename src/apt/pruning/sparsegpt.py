@@ -35,6 +35,8 @@ from apt.pruning.masks import lowest_k, prune_count
 from apt.pruning.patterns import Pattern
 
 NEEDS_HESSIAN = True
+#: what each layer reconstructs by default in a sequential run (apt.engine.sequential)
+RECONSTRUCT = "layer"
 
 
 def prune(weight: torch.Tensor, hessian: torch.Tensor, pattern: Pattern, sparsity: float,

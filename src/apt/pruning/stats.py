@@ -42,6 +42,55 @@ class HessianAccumulator:
         return (torch.diagonal(self.hessian) * (self.ntokens / 2.0)).clamp_min(0).sqrt()
 
 
+class CrossAccumulator(HessianAccumulator):
+    """The Hessian of the pruned model's inputs ``x`` and their cross product with the dense
+    model's inputs ``d`` of the same tokens, ``C = (2/T) sum_t d_t x_t^T``: what a layer needs
+    to reconstruct the dense model's outputs ``W d`` from ``x`` (:func:`dense_target`)."""
+
+    def __init__(self, n: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(n, device, dtype)
+        self.cross = torch.zeros(n, n, device=device, dtype=dtype)
+
+    @torch.no_grad()
+    def add(self, x: torch.Tensor, dense: torch.Tensor) -> None:
+        if dense.shape != x.shape:
+            raise ValueError(f"dense inputs of shape {tuple(dense.shape)} for pruned inputs of "
+                             f"shape {tuple(x.shape)}: the same tokens are needed")
+        before = self.ntokens
+        super().add(x)                   # checks the width, updates the Hessian and the count
+        if self.ntokens == before:
+            return
+        d = dense.reshape(-1, self.n).to(device=self.cross.device, dtype=self.cross.dtype)
+        xs = x.reshape(-1, self.n).to(device=self.cross.device, dtype=self.cross.dtype)
+        self.cross.mul_(before / self.ntokens)
+        self.cross.addmm_(d.t(), xs, alpha=2.0 / self.ntokens)
+
+
+@torch.no_grad()
+def dense_target(weight: torch.Tensor, hessian: torch.Tensor, cross: torch.Tensor,
+                 ridge: float) -> torch.Tensor:
+    """The weight ``W*`` whose outputs on the pruned model's inputs best match the dense
+    model's: ``min ||W D - W* X||^2 + ridge sum_j H_jj ||W*_j - W_j||^2`` with ``H = (2/T) X^T X``
+    and ``C = (2/T) D^T X``, i.e. ``W* = W (C + ridge diag H) (H + ridge diag H)^-1``.
+
+    Then ``||W D - W' X||^2 = tr((W' - W*) H (W' - W*)^T) + const`` for every ``W'`` (without
+    the ridge), so any Hessian pruner given ``(W*, H)`` minimises the dense-output error. The
+    ridge (a fraction of each input's own ``H_jj``) keeps ``W*`` near ``W`` where ``H`` is
+    nearly singular. Computed in float64; returned in ``weight``'s dtype."""
+    H = hessian.to(torch.float64)
+    reg = ridge * torch.diagonal(H)
+    reg = torch.where(reg > 0, reg, torch.ones_like(reg))   # dead inputs: keep W there
+    A = H.clone()
+    A.diagonal().add_(reg)
+    B = cross.to(torch.float64).clone()
+    B.diagonal().add_(reg)
+    W = weight.to(torch.float64)
+    # W* A = W B  <=>  A W*^T = B^T W^T  (A symmetric)
+    target = torch.cholesky_solve(B.t() @ W.t(), torch.linalg.cholesky(A)).t()
+    return target.to(weight.dtype)
+
+
 class NormAccumulator:
     """Running ``sum_t x_t^2`` per input feature (the squares Wanda's norms are made of), for
     statistics that need only ``||X_j||``: ``n`` numbers instead of an ``n x n`` Hessian."""
