@@ -371,3 +371,14 @@ def test_apt_with_options_is_its_own_variant_against_the_default_sparsegpt(tmp_p
     _write(m / "apt-u50-s0" / "prune.json", report)
     with pytest.raises(AptError, match="settings.options"):
         collect_records([m])
+
+
+def test_option_labels_tell_a_string_from_the_value_it_spells():
+    """Two prunes whose options differ only in type (the YAML string "1", the integer 1) are
+    different variants: their labels differ; plain strings stay bare."""
+    from apt.report.records import options_label
+
+    assert options_label({"refit": "cg", "admm_ramp": 2}) == "admm_ramp=2, refit=cg"
+    assert options_label({"x": "1"}) != options_label({"x": 1})
+    assert options_label({"x": "false"}) != options_label({"x": False})
+    assert options_label({}) == ""

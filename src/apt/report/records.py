@@ -125,9 +125,18 @@ def variant_of_prune_report(data: dict[str, Any], path: Path) -> Variant:
 
 def options_label(options: dict[str, Any]) -> str:
     """``{"admm_rho": 1.25, "admm_ramp": 2}`` -> ``"admm_ramp=2, admm_rho=1.25"`` (sorted by
-    name; strings bare, other values as JSON), ``""`` for no options."""
-    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
-                     for k, v in sorted(options.items()))
+    name; values as JSON, strings bare unless they would read as another value: ``"1"`` is
+    quoted, so it does not share a label with the number 1), ``""`` for no options."""
+    return ", ".join(f"{k}={_option_value(v)}" for k, v in sorted(options.items()))
+
+
+def _option_value(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
 
 
 def _prune_report_for(eval_path: Path, model: str) -> tuple[dict[str, Any], Path] | None:
