@@ -151,6 +151,12 @@ def test_local_task_end_to_end_offline(tiny_model_dir, tiny_task_data, monkeypat
     assert rec["n"] == 5 and rec["n_split"] == len(PIQA_DOCS)
     assert 0.0 <= rec["acc"] <= 1.0 and 0.0 <= rec["acc_norm"] <= 1.0
     assert rec["acc"] == pytest.approx(_direct_piqa_acc(model, tok, PIQA_DOCS[:5]))
+    # each item's score, in doc order: their mean is the task's accuracy
+    items = rec["items"]
+    assert items["doc_id"] == list(range(5))
+    assert set(items["acc"]) <= {0.0, 1.0} and set(items["acc_norm"]) <= {0.0, 1.0}
+    assert sum(items["acc"]) / 5 == pytest.approx(rec["acc"])
+    assert sum(items["acc_norm"]) / 5 == pytest.approx(rec["acc_norm"])
 
 
 def test_batch_size_is_capped_by_the_vocabulary():

@@ -237,7 +237,7 @@ def test_zeroshot_table_gets_the_se_of_the_mean_over_tasks(tmp_path):
 def test_zeroshot_diff_rows_values_markers_and_seeds(tmp_path):
     build_report(_zs_tree(tmp_path), tmp_path / "t", None, None)
     md = (tmp_path / "t" / "zeroshot-diff.md").read_text().splitlines()
-    assert md[0] == "| Model | Method | Pattern | Versus | Seed | ARC-e | PIQA | Mean |"
+    assert md[0] == ("| Model | Method | Pattern | Versus | Seed | Errors | ARC-e | PIQA | Mean |")
     # against the dense model: APT's lowest seed (1); against SparseGPT: the seed both have
     # (2); Wanda was pruned from seed 0 only, which APT lacks: no row
     rows = [line.split(" | ")[3:5] for line in md[2:] if line.startswith("| ")]
@@ -246,17 +246,19 @@ def test_zeroshot_diff_rows_values_markers_and_seeds(tmp_path):
     d_piqa, se_piqa = 0.69 - 0.70, math.hypot(0.021, 0.020)
     se_mean = math.hypot(math.hypot(0.025, 0.021) / 2, math.hypot(0.024, 0.020) / 2)
     d_mean = (0.50 + 0.69) / 2 - 0.65
-    assert md[2] == (f"| m | APT | 50% | Dense | 1 | {100 * d_arc:.2f} ± {100 * se_arc:.2f}* | "
+    assert md[2] == (f"| m | APT | 50% | Dense | 1 | unpaired | {100 * d_arc:.2f} ± "
+                     f"{100 * se_arc:.2f}* | "
                      f"{100 * d_piqa:.2f} ± {100 * se_piqa:.2f} | "
                      f"{100 * d_mean:.2f} ± {100 * se_mean:.2f}* |")
     # APT seed 2 against SparseGPT seed 2: arc_easy +10 points (2 SE = 7.07: marked), piqa
     # +0.5 (not)
-    assert md[3].startswith("| m | APT | 50% | SparseGPT | 2 | 10.00 ± 3.54* | 0.50 ± 2.90 |")
-    assert md[3].split(" | ")[5].endswith("*") and not md[3].split(" | ")[6].endswith("*")
+    assert md[3].startswith("| m | APT | 50% | SparseGPT | 2 | unpaired | 10.00 ± 3.54* | "
+                            "0.50 ± 2.90 |")
+    assert md[3].split(" | ")[6].endswith("*") and not md[3].split(" | ")[7].endswith("*")
     assert "- *: difference larger than twice its standard error" in md
     rows = list(csv.reader(io.StringIO((tmp_path / "t" / "zeroshot-diff.csv").read_text())))
-    assert rows[0][5:7] == ["ARC-e", "ARC-e se"]
-    assert float(rows[1][5]) == pytest.approx(d_arc) and float(rows[1][6]) == pytest.approx(se_arc)
+    assert rows[0][6:8] == ["ARC-e", "ARC-e se"]
+    assert float(rows[1][6]) == pytest.approx(d_arc) and float(rows[1][7]) == pytest.approx(se_arc)
     assert r"$\pm$" in (tmp_path / "t" / "zeroshot-diff.tex").read_text()
 
 
@@ -382,3 +384,45 @@ def test_option_labels_tell_a_string_from_the_value_it_spells():
     assert options_label({"x": "1"}) != options_label({"x": 1})
     assert options_label({"x": "false"}) != options_label({"x": False})
     assert options_label({}) == ""
+
+
+def test_zeroshot_diff_is_paired_where_both_files_carry_each_items_score(tmp_path):
+    """Two models that differ on a few of the same 400 items: the paired error
+    sd(a_i - b_i) / sqrt(n) is far below the unpaired one and marks the difference; files
+    without the items (or on other items) fall back to the unpaired error."""
+    n = 400
+    base = [1.0 if (i * 7) % 10 < 5 else 0.0 for i in range(n)]        # 50 % right
+    better = list(base)
+    for i in range(n):                                                  # 12 more right
+        if base[i] == 0.0 and i % 13 == 0:
+            better[i] = 1.0
+    gained = sum(better) - sum(base)
+
+    def zs(model, scores, ids=None):
+        acc = sum(scores) / n
+        se = math.sqrt(acc * (1 - acc) / (n - 1))
+        return {"evaluation": "zeroshot", "model": model, "settings": {"limit": n},
+                "tasks": {"piqa": {"acc": acc, "acc_stderr": se, "n": n,
+                                   "items": {"doc_id": ids or list(range(n)), "acc": scores}}}}
+
+    m = tmp_path / "metrics" / "m"
+    files = []
+    for method, scores in (("apt", better), ("sparsegpt", base)):
+        f, ckpt = _variant(m, f"{method}-s0", method, "unstructured", 0, files)
+        files.append(_write(f / "zeroshot.json", zs(ckpt, scores)))
+    build_report(files, tmp_path / "t", None, None)
+    row = [line for line in (tmp_path / "t" / "zeroshot-diff.md").read_text().splitlines()
+           if "| SparseGPT |" in line][0].split(" | ")
+    d = [a - b for a, b in zip(better, base)]
+    mean = sum(d) / n
+    paired = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1) / n)
+    unpaired = math.hypot(*(math.sqrt(p * (1 - p) / (n - 1)) for p in (sum(better) / n, 0.5)))
+    assert row[5] == "paired"
+    assert row[6] == f"{100 * gained / n:.2f} ± {100 * paired:.2f}*"
+    assert paired < unpaired / 3 and gained / n < 2 * unpaired     # unpaired: not significant
+    # APT's file on other items: unpaired
+    _write(m / "apt-s0" / "zeroshot.json", zs("ckpt/apt-s0", better, ids=list(range(1, n + 1))))
+    build_report(files, tmp_path / "t2", None, None)
+    row = [line for line in (tmp_path / "t2" / "zeroshot-diff.md").read_text().splitlines()
+           if "| SparseGPT |" in line][0].split(" | ")
+    assert row[5] == "unpaired" and row[6] == f"{100 * gained / n:.2f} ± {100 * unpaired:.2f}"

@@ -130,8 +130,22 @@ def _metric(values: dict, name: str) -> float | None:
     return None if math.isnan(v) else v
 
 
+def item_results(samples: list[dict]) -> dict[str, list]:
+    """lm-eval's logged samples of one task -> ``{"doc_id": [...], "acc": [...], "acc_norm":
+    [...]}`` in doc order: each item's score, what a paired comparison of two models on the same
+    items needs (``apt.report.zsdiff``)."""
+    rows = sorted(samples, key=lambda s: s["doc_id"])
+    out: dict[str, list] = {"doc_id": [int(s["doc_id"]) for s in rows]}
+    for metric in ("acc", "acc_norm"):
+        values = [s.get(metric) for s in rows]
+        if rows and all(isinstance(v, (int, float)) for v in values):
+            out[metric] = [float(v) for v in values]
+    return out
+
+
 def summarize(results: dict, mapping: dict[str, str]) -> dict[str, dict]:
-    """lm-eval's results -> ``{user name: {acc, acc_stderr, acc_norm, ..., n, lm_eval_task}}``."""
+    """lm-eval's results -> ``{user name: {acc, acc_stderr, acc_norm, ..., n, lm_eval_task,
+    items}}`` (``items``: :func:`item_results`, where lm-eval logged the samples)."""
     out: dict[str, dict] = {}
     n_samples = results.get("n-samples", {})
     versions = results.get("versions", {})
@@ -147,6 +161,9 @@ def summarize(results: dict, mapping: dict[str, str]) -> dict[str, dict]:
         rec["n"] = ns.get("effective")
         rec["n_split"] = ns.get("original")
         rec["task_version"] = versions.get(lm_name)
+        samples = results.get("samples", {}).get(lm_name)
+        if samples:
+            rec["items"] = item_results(samples)
         out[user] = rec
     return out
 
@@ -157,8 +174,9 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], limit: int | float | N
                       bootstrap_iters: int = BOOTSTRAP_ITERS) -> dict:
     """Zero-shot evaluation of the in-memory ``model`` on ``tasks``; the command's one call.
 
-    Returns ``{"tasks": {name: {acc, acc_stderr, acc_norm, acc_norm_stderr, n, ...}},
-    "task_source", "lm_eval_config", "seconds"}``.
+    Returns ``{"tasks": {name: {acc, acc_stderr, acc_norm, acc_norm_stderr, n, items, ...}},
+    "task_source", "lm_eval_config", "seconds"}``; ``items`` holds each item's score (lm-eval's
+    logged samples, without the prompts and answers), for paired comparisons.
     """
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -187,7 +205,7 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], limit: int | float | N
                         vocab, ZS_LOGIT_BUDGET, ZS_TOKENS)
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=bounded)
         results = simple_evaluate(model=lm, tasks=list(mapping.values()), task_manager=manager,
-                                  limit=limit, bootstrap_iters=bootstrap_iters, log_samples=False,
+                                  limit=limit, bootstrap_iters=bootstrap_iters, log_samples=True,
                                   num_fewshot=None)
     if results is None:  # only on non-zero ranks of a distributed run
         raise AptError("lm-eval returned no results")
@@ -204,4 +222,4 @@ def evaluate_zeroshot(model, tokenizer, tasks: list[str], limit: int | float | N
 
 __all__ = ["LOCAL_TASKS", "LOCAL_PREFIX", "SOURCES", "ZS_LOGIT_BUDGET", "ZS_TOKENS",
            "bounded_batch_size", "evaluate_zeroshot", "resolve_tasks",
-           "render_local_tasks", "summarize", "parse_tasks", "has_local_data", "default_data_dir"]
+           "render_local_tasks", "summarize", "item_results", "parse_tasks", "has_local_data", "default_data_dir"]

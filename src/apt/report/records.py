@@ -70,6 +70,8 @@ class Record:
     se: dict[str, float] = field(default_factory=dict)
     # ppl: {dataset: each window's mean NLL per predicted token}
     windows: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # zeroshot: {task: (doc ids, each item's acc)}, where the file has them (paired tests)
+    items: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = field(default_factory=dict)
 
     @property
     def seed(self) -> int | None:
@@ -200,6 +202,7 @@ def load_records(path: str | Path) -> list[Record]:
         raise AptError(f"{path}: zero-shot result without 'tasks'")
     values: dict[str, float] = {}
     ses: dict[str, float] = {}
+    items: dict[str, tuple[tuple[int, ...], tuple[float, ...]]] = {}
     for name, rec in tasks.items():
         if not isinstance(rec, dict) or "acc" not in rec:
             raise AptError(f"{path}: task {name!r} without 'acc'")
@@ -208,7 +211,14 @@ def load_records(path: str | Path) -> list[Record]:
             values[f"{name}/acc_norm"] = _finite(rec["acc_norm"])
         if math.isfinite(se := _finite(rec.get("acc_stderr"))):
             ses[name] = se
-    return [Record(variant, "zeroshot", values, settings, str(path), se=ses)]
+        got = rec.get("items")
+        if isinstance(got, dict) and "doc_id" in got and "acc" in got:
+            if len(got["doc_id"]) != len(got["acc"]):
+                raise AptError(f"{path}: task {name!r}: {len(got['doc_id'])} item ids for "
+                               f"{len(got['acc'])} item scores")
+            items[name] = (tuple(int(i) for i in got["doc_id"]),
+                           tuple(float(a) for a in got["acc"]))
+    return [Record(variant, "zeroshot", values, settings, str(path), se=ses, items=items)]
 
 
 def _window_means(data: dict[str, Any], path: Path) -> tuple[float, ...] | None:

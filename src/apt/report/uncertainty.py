@@ -85,6 +85,21 @@ def mean_se(ses: Sequence[float | None]) -> float:
     return math.sqrt(math.fsum(s * s for s in ses)) / len(ses)
 
 
+def paired_diff(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float]:
+    """Mean of ``a - b`` over items both models answered, and its standard error
+    ``sd(a_i - b_i) / sqrt(n)`` (sample sd): the items are shared, so what they have in common
+    cancels, unlike in the unpaired ``sqrt(se_a^2 + se_b^2)``. NaN error below two items."""
+    if len(a) != len(b):
+        raise ValueError(f"paired difference of {len(a)} and {len(b)} items")
+    n = len(a)
+    d = [x - y for x, y in zip(a, b)]
+    mean = math.fsum(d) / n if n else math.nan
+    if n < 2:
+        return mean, math.nan
+    var = math.fsum((x - mean) ** 2 for x in d) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
 def diff_se(se_a: float | None, se_b: float | None) -> float:
     """Standard error of the difference of two figures measured independently (unpaired)."""
     if se_a is None or se_b is None:

@@ -2,9 +2,12 @@
 
 Rows model x APT variant (pattern, allocation) x the other: the dense model and every other
 method pruned at the same pattern under the same allocation. Columns per task and for the mean
-over tasks: the difference in points with its standard error, unpaired
-(``sqrt(se_APT^2 + se_other^2)`` from lm-eval's per-task standard errors), ``*`` where the
-difference is larger than twice its standard error. Both pruned models are taken from one
+over tasks: the difference in points with its standard error, ``*`` where the difference is
+larger than twice its standard error. Where both result files carry each item's score
+(``apt eval zeroshot`` writes them) on the same items, the error is paired,
+``sd(a_i - b_i) / sqrt(n)``: both models answer the same questions, so what makes an item easy
+or hard cancels. Otherwise it is unpaired, ``sqrt(se_APT^2 + se_other^2)`` from lm-eval's
+per-task standard errors, which overstates it. Both pruned models are taken from one
 calibration draw, the lowest seed they share (the dense model has none).
 """
 
@@ -18,7 +21,7 @@ from apt.report.seeds import seed_key, seed_values
 from apt.report.tables import (MISSING, TASK_LABELS, Table, format_acc, label, mean_acc_se,
                                mean_over_tasks, method_label, pattern_key, settings_notes,
                                variant_key, zeroshot_tasks)
-from apt.report.uncertainty import Estimate, diff_se
+from apt.report.uncertainty import Estimate, diff_se, paired_diff
 
 
 def compared(variants: set[Variant]) -> list[tuple[Variant, Variant]]:
@@ -36,22 +39,27 @@ def compared(variants: set[Variant]) -> list[tuple[Variant, Variant]]:
     return pairs
 
 
-def _difference(acc, se, a: Variant, sa, o: Variant, so, key: str):
-    """APT minus the other for one task: an Estimate, the bare difference without standard
-    errors, None without both figures."""
+def _difference(acc, se, items, a: Variant, sa, o: Variant, so, key: str):
+    """APT minus the other for one task: ``(cell, paired)``; the cell an Estimate, the bare
+    difference without standard errors, None without both figures; paired where both have
+    each item's score on the same items."""
     x, y = acc.get((a, "zeroshot", key), {}).get(sa), acc.get((o, "zeroshot", key), {}).get(so)
     if x is None or y is None:
-        return None
+        return None, False
+    ia, io = items.get((a, "zeroshot", key), {}).get(sa), items.get((o, "zeroshot", key), {}).get(so)
+    if ia is not None and io is not None and ia[0] == io[0]:
+        _, err = paired_diff(ia[1], io[1])
+        return (x - y if math.isnan(err) else Estimate(x - y, err)), True
     err = diff_se(se.get((a, "zeroshot", key), {}).get(sa),
                   se.get((o, "zeroshot", key), {}).get(so))
-    return x - y if math.isnan(err) else Estimate(x - y, err)
+    return (x - y if math.isnan(err) else Estimate(x - y, err)), False
 
 
 def zeroshot_diff_table(records: list[Record]) -> Table | None:
     """The table, or None without zero-shot figures of APT and of another model to compare."""
     recs = [r for r in records if r.kind == "zeroshot"]
     tasks = zeroshot_tasks(recs)
-    acc, se = seed_values(recs), seed_values(recs, "se")
+    acc, se, items = seed_values(recs), seed_values(recs, "se"), seed_values(recs, "items")
     seeds: dict[Variant, set] = {}
     for (v, _, t) in acc:
         if t in tasks:
@@ -63,26 +71,35 @@ def zeroshot_diff_table(records: list[Record]) -> Table | None:
             continue
         sa = min(common, key=seed_key)
         so = None if o.method == "dense" else sa
-        cells = [_difference(acc, se, a, sa, o, so, t) for t in tasks]
+        diffs = [_difference(acc, se, items, a, sa, o, so, t) for t in tasks]
+        cells = [c for c, _ in diffs]
+        paired = all(p for _, p in diffs)
         mean_a = mean_over_tasks({t: acc.get((a, "zeroshot", t), {}) for t in tasks}, tasks, sa)
         mean_o = mean_over_tasks({t: acc.get((o, "zeroshot", t), {}) for t in tasks}, tasks, so)
         if mean_a is None or mean_o is None:
             cells.append(None)
         else:
-            err = diff_se(mean_acc_se(se, a, tasks, sa), mean_acc_se(se, o, tasks, so))
+            if paired:   # the tasks' items are distinct: their paired errors add in quadrature
+                errs = [c.se if isinstance(c, Estimate) else math.nan for c in cells]
+                err = math.sqrt(math.fsum(e * e for e in errs)) / len(errs)
+            else:
+                err = diff_se(mean_acc_se(se, a, tasks, sa), mean_acc_se(se, o, tasks, so))
             cells.append(mean_a - mean_o if math.isnan(err) else Estimate(mean_a - mean_o, err))
         seed = MISSING if sa is None else str(sa)
-        rows.append(((a.model, method_label(a), a.pattern_label, method_label(o), seed), cells))
+        rows.append(((a.model, method_label(a), a.pattern_label, method_label(o), seed,
+                      "paired" if paired else "unpaired"), cells))
     if not rows:
         return None
     columns = [label(TASK_LABELS, t) for t in tasks] + ["Mean"]
-    table = Table(("Model", "Method", "Pattern", "Versus", "Seed"),
+    table = Table(("Model", "Method", "Pattern", "Versus", "Seed", "Errors"),
                   [("accuracy difference (points)", columns)], rows, format_acc, [])
     table.notes = [
-        "APT's zero-shot accuracy minus the other model's, in points, ± its standard error "
-        "sqrt(se_APT^2 + se_other^2) from lm-eval's per-task standard errors (unpaired: both "
-        "answer the same items, so for positively correlated answers this overstates the "
-        "error); Mean: the difference of the means over tasks",
+        "APT's zero-shot accuracy minus the other model's, in points, ± its standard error: "
+        "paired, sd(a_i - b_i) / sqrt(n) over the items both answered, where both files have "
+        "each item's score; else unpaired, sqrt(se_APT^2 + se_other^2) from lm-eval's "
+        "per-task standard errors, which overstates it for models that tend to get the same "
+        "items right; Mean: the difference of the means over tasks (paired: the tasks' "
+        "errors added in quadrature, / the number of tasks)",
         "*: difference larger than twice its standard error",
         "Seed: the calibration draw both pruned models come from (the lowest seed they share; "
         "the dense model has none)",
