@@ -103,6 +103,23 @@ class _Killed(Exception):
     pass
 
 
+def _killed_after_block_0_and_resumed(path, ids, settings, work_path):
+    """Prune the model at ``path``, killed after block 0 with a work folder, then rerun in a
+    fresh model from the dense weights (as a new process would): (model, report)."""
+    def kill_after_block_0(i):
+        if i == 0:
+            raise _Killed
+
+    model, _, adapter = _load(path)
+    with pytest.raises(_Killed):
+        prune_model(model, adapter, ids, settings, work_dir=WorkDir(work_path, "fp"),
+                    on_block_end=kill_after_block_0, progress=False)
+    model, _, adapter = _load(path)
+    report, _ = prune_model(model, adapter, ids, settings, work_dir=WorkDir(work_path, "fp"),
+                            progress=False)
+    return model, report
+
+
 def test_killed_run_resumes_with_identical_weights(tiny_model_dir, family, tmp_path):
     path = tiny_model_dir(family)
     settings = PruneSettings(method="wanda", sparsity=0.5)
@@ -111,19 +128,7 @@ def test_killed_run_resumes_with_identical_weights(tiny_model_dir, family, tmp_p
     model, _, adapter = _load(path)
     prune_model(model, adapter, ids, settings, progress=False)
     reference = model.state_dict()
-
-    def kill_after_block_0(i):
-        if i == 0:
-            raise _Killed
-
-    model, _, adapter = _load(path)
-    work = WorkDir(tmp_path / "work", "fp-1")
-    with pytest.raises(_Killed):
-        prune_model(model, adapter, ids, settings, work_dir=work, on_block_end=kill_after_block_0,
-                    progress=False)
-    model, _, adapter = _load(path)  # a fresh process would start from the dense model
-    report, _ = prune_model(model, adapter, ids, settings, work_dir=WorkDir(work.path, "fp-1"),
-                            progress=False)
+    model, report = _killed_after_block_0_and_resumed(path, ids, settings, tmp_path / "work")
     assert report["resumed_after_blocks"] == 1
     assert {r["block"] for r in report["modules"]} == {0, 1}
     resumed = model.state_dict()
@@ -359,18 +364,7 @@ def test_dense_reconstruction_keeps_the_pattern_and_resumes_identically(tiny_mod
     last = [k for k in reference if ".layers.1." in k and k.endswith("proj.weight")]
     assert any(not torch.equal(reference[k], layer[k]) for k in last)
 
-    def kill_after_block_0(i):
-        if i == 0:
-            raise _Killed
-
-    model, _, adapter = _load(path)
-    work = WorkDir(tmp_path / "work", "fp-dense")
-    with pytest.raises(_Killed):
-        prune_model(model, adapter, ids, settings, work_dir=work, on_block_end=kill_after_block_0,
-                    progress=False)
-    model, _, adapter = _load(path)
-    report, _ = prune_model(model, adapter, ids, settings, work_dir=WorkDir(work.path, "fp-dense"),
-                            progress=False)
+    model, report = _killed_after_block_0_and_resumed(path, ids, settings, tmp_path / "work")
     assert report["resumed_after_blocks"] == 1
     resumed = model.state_dict()
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)

@@ -68,8 +68,8 @@ def add_arguments(parser):
                    help="what each layer's pruned weights reproduce: 'layer', its own dense "
                         "outputs on the pruned model's inputs (SparseGPT's objective), or "
                         "'dense', the dense model's outputs, which also corrects the error of "
-                        "the blocks before (Hessian methods only; default: the method's own, "
-                        "apt dense, sparsegpt layer)")
+                        "the blocks before, its groups pruned in order (sparsegpt and apt only; "
+                        "default layer for every method)")
     s.add_argument("--reconstruct-ridge", type=float, default=None, metavar="R",
                    help="with --reconstruct dense: ridge that keeps the target near the dense "
                         "weights, a multiple of each input's H[j, j] (default 0.01)")

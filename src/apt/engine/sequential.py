@@ -32,7 +32,7 @@ from apt.engine.checkpoint import WorkDir
 from apt.engine.hooks import accumulate_dense_target, accumulate_inputs, stats_forward
 from apt.engine.owl import OwlPlan, block_totals, plan_owl
 from apt.models.base import Adapter
-from apt.pruning import prune_matrix
+from apt.pruning import METHODS, prune_matrix
 from apt.pruning.allocation import OwlOptions, check_allocation, outlier_ratio
 from apt.pruning.metrics import relative_error
 from apt.pruning.stats import dense_target
@@ -65,8 +65,9 @@ class PruneSettings:
     def resolved(self) -> "PruneSettings":
         """A copy with ``reconstruct`` and ``true_sequential`` set to what the run does (the
         method's default where None), both checked."""
-        return replace(self, reconstruct=reconstruct_mode(self),
-                       true_sequential=group_sequential(self))
+        mode = reconstruct_mode(self)
+        return replace(self, reconstruct=mode,
+                       true_sequential=group_sequential(self, mode == "dense"))
 
 
 def peak_memory(device: torch.device) -> dict[str, Any]:
@@ -111,12 +112,13 @@ def _forward_all(block: nn.Module, inputs: BlockInputs, dense: nn.Module | None 
         stats_forward(inputs.call, block, j)
 
 
+RECONSTRUCT_MODES = ("layer", "dense")
+
+
 def reconstruct_mode(settings: PruneSettings) -> str:
     """``settings.reconstruct``, or the method's default: its module's ``RECONSTRUCT``, which
     only the methods that refit the kept weights from the Hessian define (the others keep
     their weights, so a target other than their own would change what they are)."""
-    from apt.pruning import METHODS
-
     module = METHODS[settings.method]
     mode = settings.reconstruct or getattr(module, "RECONSTRUCT", "layer")
     if mode not in RECONSTRUCT_MODES:
@@ -130,16 +132,13 @@ def reconstruct_mode(settings: PruneSettings) -> str:
     return mode
 
 
-RECONSTRUCT_MODES = ("layer", "dense")
-
-
-def group_sequential(settings: PruneSettings) -> bool:
+def group_sequential(settings: PruneSettings, dense: bool) -> bool:
     """Whether a block's groups are pruned one after another: ``settings.true_sequential``,
     or where None, whenever each layer reconstructs the dense model's outputs. There it is
     required: a target that corrects the error of the inputs a layer is given must be built
     from the inputs it will get, those of the groups before it *pruned*; from one forward of
-    the dense block, a later group would correct again what an earlier one already did."""
-    dense = reconstruct_mode(settings) == "dense"
+    the dense block, a later group would correct again what an earlier one already did.
+    ``dense``: whether the run reconstructs the dense outputs (:func:`reconstruct_mode`)."""
     if settings.true_sequential is None:
         return dense
     if dense and not settings.true_sequential:
